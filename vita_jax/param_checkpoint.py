@@ -25,14 +25,18 @@ def is_param_checkpoint(path):
     return os.path.isfile(os.path.join(path, METADATA_FILE))
 
 
-def save_params(out_dir, params, kind, metadata):
-    """Save `params` (a pytree of arrays) and JSON-serialisable `metadata` under `out_dir`."""
+def save_params(out_dir, params, kind, metadata, before_commit=None):
+    """Save `params` (a pytree of arrays) and JSON-serialisable `metadata` under `out_dir`.
+
+    `before_commit(tmp_dir)` may add files before the directory is renamed into place."""
     with atomic_directory(out_dir) as tmp:
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(os.path.join(tmp, "params"), params)
             ckptr.wait_until_finished()
         with open(os.path.join(tmp, METADATA_FILE), "w") as f:
             json.dump({"format": FORMAT, "kind": kind, **metadata}, f, indent=2, sort_keys=True)
+        if before_commit is not None:
+            before_commit(tmp)
 
 
 def read_metadata(path, kind=None):
