@@ -1,0 +1,374 @@
+"""GLM-4-Voice tokenizer checkpoints: the original layout <-> this project's Flax tree.
+
+Original layout (`glm-4-voice-tokenizer`): `config.json`, `preprocessor_config.json`,
+`*.safetensors` with keys as in glm4voice-tokenizer-state-dict.tsv, either bare
+(`conv1.weight`) or as in a full WhisperVQ checkpoint (`model.encoder.conv1.weight`,
+whose decoder, `layer_norm.*` and layers >= quantize_position are skipped).
+
+Flax tree: {"params": the WhisperVQEncoder params (layers stacked on axis 0),
+            "unused": tensors inference never reads (`embed_positions2`, the VQ's EMA
+                      buffers), carried so that export reproduces the original file}.
+This project's checkpoint: `save_params(kind="glm4voice_tokenizer")` with the original
+config files in its metadata.
+"""
+
+import dataclasses
+import glob
+import json
+import os
+
+import numpy as np
+
+from vita_jax.atomic import atomic_directory
+from vita_jax.audio.features import FeatureConfig
+from vita_jax.audio.whisper_vq import WhisperVQConfig
+from vita_jax.param_checkpoint import is_param_checkpoint, load_params, save_params
+
+KIND = "glm4voice_tokenizer"
+CONFIG_FILE = "config.json"
+PREPROCESSOR_FILE = "preprocessor_config.json"
+WEIGHTS_FILE = "model.safetensors"
+FULL_MODEL_PREFIX = "model.encoder."
+
+
+class TokenizerCheckpointError(ValueError):
+    """A tokenizer checkpoint does not match the spec's structure; the message names the file."""
+
+
+# ---- config.json / preprocessor_config.json -------------------------------------------
+
+# Fields whose value is fixed by the architecture this implementation builds (spec section 0).
+# A value of None in the second position means: the field may be absent (HF default applies).
+STRUCTURE_FIELDS = {
+    "encoder_causal_convolution": (True, False),
+    "encoder_causal_attention": (False, True),
+    "quantize_causal_encoder": (False, True),
+    "pooling_type": ("avg", False),
+    "quantize_encoder_only": (True, False),
+    "activation_function": ("gelu", True),
+    "scale_embedding": (False, True),
+}
+SIZE_FIELDS = (
+    "num_mel_bins",
+    "d_model",
+    "encoder_attention_heads",
+    "encoder_ffn_dim",
+    "encoder_layers",
+    "max_source_positions",
+    "quantize_causal_block_size",
+    "pooling_kernel_size",
+    "pooling_position",
+    "quantize_position",
+    "quantize_vocab_size",
+)
+PREPROCESSOR_FIELDS = ("feature_size", "sampling_rate", "n_fft", "hop_length", "chunk_length")
+
+
+def read_json(path):
+    """Parse a JSON object from `path`, naming the file on failure."""
+    if not os.path.isfile(path):
+        raise TokenizerCheckpointError(f"missing {os.path.basename(path)}: {path}")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        raise TokenizerCheckpointError(f"cannot parse {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise TokenizerCheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def model_config_from_hf(hf_config, source):
+    """Check `config.json` (dict) against the spec's structure; return the encoder sizes."""
+    for field, (expected, may_be_absent) in STRUCTURE_FIELDS.items():
+        if field not in hf_config:
+            if may_be_absent:
+                continue
+            raise TokenizerCheckpointError(f"{source}: field {field!r} is missing (the spec requires {expected!r})")
+        if hf_config[field] != expected:
+            raise TokenizerCheckpointError(
+                f"{source}: field {field!r} is {hf_config[field]!r}; the GLM-4-Voice tokenizer structure needs {expected!r}"
+            )
+    for field in SIZE_FIELDS:
+        value = hf_config.get(field)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise TokenizerCheckpointError(f"{source}: field {field!r} must be a positive integer, got {value!r}")
+    c = hf_config
+    checks = [
+        (c["pooling_position"] == c["quantize_position"], "'pooling_position' must equal 'quantize_position'"),
+        (c["quantize_position"] <= c["encoder_layers"], "'quantize_position' exceeds 'encoder_layers'"),
+        (c["d_model"] % c["encoder_attention_heads"] == 0, "'d_model' is not divisible by 'encoder_attention_heads'"),
+        (c["max_source_positions"] % c["pooling_kernel_size"] == 0, "'max_source_positions' is not a multiple of 'pooling_kernel_size'"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise TokenizerCheckpointError(f"{source}: {message} ({ {k: c[k] for k in SIZE_FIELDS} })")
+    return WhisperVQConfig(
+        num_mel_bins=c["num_mel_bins"],
+        d_model=c["d_model"],
+        num_heads=c["encoder_attention_heads"],
+        ffn_dim=c["encoder_ffn_dim"],
+        num_layers=c["quantize_position"],
+        max_source_positions=c["max_source_positions"],
+        block_size=c["quantize_causal_block_size"],
+        pool_size=c["pooling_kernel_size"],
+        codebook_size=c["quantize_vocab_size"],
+    )
+
+
+def feature_config_from_hf(preprocessor, model_config, source):
+    """Check `preprocessor_config.json` (dict) against the encoder; return the feature settings."""
+    for field in PREPROCESSOR_FIELDS:
+        value = preprocessor.get(field)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise TokenizerCheckpointError(f"{source}: field {field!r} must be a positive integer, got {value!r}")
+    if preprocessor.get("padding_value", 0.0) != 0.0:
+        raise TokenizerCheckpointError(f"{source}: field 'padding_value' must be 0.0, got {preprocessor['padding_value']!r}")
+    features = FeatureConfig(
+        n_mels=preprocessor["feature_size"],
+        sampling_rate=preprocessor["sampling_rate"],
+        n_fft=preprocessor["n_fft"],
+        hop_length=preprocessor["hop_length"],
+        chunk_length=preprocessor["chunk_length"],
+    )
+    if features.n_mels != model_config.num_mel_bins:
+        raise TokenizerCheckpointError(
+            f"{source}: 'feature_size' {features.n_mels} differs from the model's 'num_mel_bins' {model_config.num_mel_bins}"
+        )
+    positions = features.segment_samples // features.hop_length // 2
+    if positions > model_config.max_source_positions:
+        raise TokenizerCheckpointError(
+            f"{source}: a {features.chunk_length} s segment needs {positions} positions, "
+            f"more than max_source_positions={model_config.max_source_positions}"
+        )
+    return features
+
+
+# ---- the key table -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """Layout change of one tensor: torch -> Flax and back (exact inverses)."""
+
+    to_flax: object
+    to_torch: object
+
+
+COPY = Transform(lambda w: w, lambda w: w)
+LINEAR = Transform(lambda w: w.T, lambda w: w.T)  # (out, in) <-> (in, out)
+CONV = Transform(lambda w: w.transpose(2, 1, 0), lambda w: w.transpose(2, 1, 0))  # (out, in, k) <-> (k, in, out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One tensor: original key, Flax path, transform, original shape (symbols resolved per config)."""
+
+    key: str
+    path: tuple
+    transform: Transform
+    shape: tuple
+    optional: bool = False
+
+
+GLOBAL_ENTRIES = (
+    Entry("conv1.weight", ("params", "conv1", "kernel"), CONV, ("d", "mels", 3)),
+    Entry("conv1.bias", ("params", "conv1", "bias"), COPY, ("d",)),
+    Entry("conv2.weight", ("params", "conv2", "kernel"), CONV, ("d", "d", 3)),
+    Entry("conv2.bias", ("params", "conv2", "bias"), COPY, ("d",)),
+    Entry("embed_positions.weight", ("params", "embed_positions"), COPY, ("positions", "d")),
+    Entry("codebook.weight", ("params", "codebook"), COPY, ("codes", "d")),
+    Entry("embed_positions2.weight", ("unused", "embed_positions2"), COPY, ("pooled_positions", "d"), optional=True),
+    Entry("ema_count", ("unused", "ema_count"), COPY, ("codes",), optional=True),
+    Entry("ema_weight", ("unused", "ema_weight"), COPY, ("codes", "d"), optional=True),
+)
+
+# Per layer: key "layers.{i}.<key>" <-> row i of the stacked ("params", "layers", *path).
+LAYER_ENTRIES = (
+    Entry("self_attn.q_proj.weight", ("self_attn", "q_proj", "kernel"), LINEAR, ("d", "d")),
+    Entry("self_attn.q_proj.bias", ("self_attn", "q_proj", "bias"), COPY, ("d",)),
+    Entry("self_attn.k_proj.weight", ("self_attn", "k_proj", "kernel"), LINEAR, ("d", "d")),
+    Entry("self_attn.v_proj.weight", ("self_attn", "v_proj", "kernel"), LINEAR, ("d", "d")),
+    Entry("self_attn.v_proj.bias", ("self_attn", "v_proj", "bias"), COPY, ("d",)),
+    Entry("self_attn.out_proj.weight", ("self_attn", "out_proj", "kernel"), LINEAR, ("d", "d")),
+    Entry("self_attn.out_proj.bias", ("self_attn", "out_proj", "bias"), COPY, ("d",)),
+    Entry("self_attn_layer_norm.weight", ("self_attn_layer_norm", "scale"), COPY, ("d",)),
+    Entry("self_attn_layer_norm.bias", ("self_attn_layer_norm", "bias"), COPY, ("d",)),
+    Entry("fc1.weight", ("fc1", "kernel"), LINEAR, ("ffn", "d")),
+    Entry("fc1.bias", ("fc1", "bias"), COPY, ("ffn",)),
+    Entry("fc2.weight", ("fc2", "kernel"), LINEAR, ("d", "ffn")),
+    Entry("fc2.bias", ("fc2", "bias"), COPY, ("d",)),
+    Entry("final_layer_norm.weight", ("final_layer_norm", "scale"), COPY, ("d",)),
+    Entry("final_layer_norm.bias", ("final_layer_norm", "bias"), COPY, ("d",)),
+)
+
+
+def expected_shape(entry, config):
+    sizes = {
+        "d": config.d_model,
+        "mels": config.num_mel_bins,
+        "ffn": config.ffn_dim,
+        "codes": config.codebook_size,
+        "positions": config.max_source_positions,
+        "pooled_positions": config.max_source_positions // config.pool_size,
+    }
+    return tuple(sizes.get(dim, dim) for dim in entry.shape)
+
+
+def bare_keys(state_dict, config, source):
+    """Strip the full-model prefix when present, dropping what the encoder-only model lacks."""
+    if not any(key.startswith(FULL_MODEL_PREFIX) for key in state_dict):
+        return dict(state_dict)
+    bare = {}
+    for key, value in state_dict.items():
+        if not key.startswith(FULL_MODEL_PREFIX):
+            continue  # decoder, proj_out
+        key = key[len(FULL_MODEL_PREFIX) :]
+        if key.startswith("layer_norm."):
+            continue
+        if key.startswith("layers.") and int(key.split(".")[1]) >= config.num_layers:
+            continue
+        bare[key] = value
+    if not bare:
+        raise TokenizerCheckpointError(f"{source}: no '{FULL_MODEL_PREFIX}*' tensors found")
+    return bare
+
+
+def take(state_dict, key, entry, config, source):
+    """Pop one tensor, checking presence and shape."""
+    if key not in state_dict:
+        raise TokenizerCheckpointError(f"{source}: missing tensor {key!r}")
+    value = np.asarray(state_dict.pop(key))
+    want = expected_shape(entry, config)
+    if value.shape != want:
+        raise TokenizerCheckpointError(f"{source}: tensor {key!r} has shape {value.shape}, expected {want}")
+    return value
+
+
+def set_path(tree, path, value):
+    for name in path[:-1]:
+        tree = tree.setdefault(name, {})
+    tree[path[-1]] = value
+
+
+def get_path(tree, path):
+    for name in path:
+        tree = tree[name]
+    return tree
+
+
+def state_dict_to_tree(state_dict, config, source):
+    """Original state dict (either key layout) -> {"params", "unused"} of numpy arrays."""
+    remaining = bare_keys(state_dict, config, source)
+    tree = {"params": {}, "unused": {}}
+    for entry in GLOBAL_ENTRIES:
+        if entry.optional and entry.key not in remaining:
+            continue
+        set_path(tree, entry.path, entry.transform.to_flax(take(remaining, entry.key, entry, config, source)))
+    for entry in LAYER_ENTRIES:
+        rows = [
+            entry.transform.to_flax(take(remaining, f"layers.{i}.{entry.key}", entry, config, source))
+            for i in range(config.num_layers)
+        ]
+        set_path(tree, ("params", "layers", *entry.path), np.stack(rows))
+    extra = sorted(k for k in remaining if not (k.startswith("layers.") and int(k.split(".")[1]) >= config.num_layers))
+    if extra:
+        raise TokenizerCheckpointError(f"{source}: unexpected tensors {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+    if not tree["unused"]:
+        del tree["unused"]
+    return tree
+
+
+def tree_to_state_dict(tree, config):
+    """{"params", "unused"} -> original (bare) state dict of contiguous numpy arrays."""
+    state_dict = {}
+    for entry in GLOBAL_ENTRIES:
+        if entry.path[0] == "unused" and entry.path[1] not in tree.get("unused", {}):
+            continue
+        state_dict[entry.key] = entry.transform.to_torch(np.asarray(get_path(tree, entry.path)))
+    for entry in LAYER_ENTRIES:
+        stacked = np.asarray(get_path(tree, ("params", "layers", *entry.path)))
+        for i in range(config.num_layers):
+            state_dict[f"layers.{i}.{entry.key}"] = entry.transform.to_torch(stacked[i])
+    return {key: np.ascontiguousarray(value) for key, value in state_dict.items()}
+
+
+# ---- directories ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TokenizerCheckpoint:
+    """Everything a tokenizer needs: the Flax tree and the (checked) original config files."""
+
+    tree: dict
+    model_config: WhisperVQConfig
+    feature_config: FeatureConfig
+    hf_config: dict
+    preprocessor_config: dict
+
+
+def read_configs(hf_config, preprocessor, config_source, preprocessor_source):
+    model_config = model_config_from_hf(hf_config, config_source)
+    return model_config, feature_config_from_hf(preprocessor, model_config, preprocessor_source)
+
+
+def read_safetensors(tokenizer_dir):
+    """All tensors of the `*.safetensors` files in a directory, as numpy arrays."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    files = sorted(glob.glob(os.path.join(tokenizer_dir, "*.safetensors")))
+    if not files:
+        raise TokenizerCheckpointError(f"no *.safetensors file in {tokenizer_dir}")
+    tensors = {}
+    for path in files:
+        try:
+            tensors.update(load_file(path))
+        except (SafetensorError, OSError) as err:
+            raise TokenizerCheckpointError(f"cannot read {path}: {err}") from err
+    return tensors, ", ".join(files)
+
+
+def import_hf_dir(tokenizer_dir):
+    """Read an original `glm-4-voice-tokenizer` directory."""
+    config_path = os.path.join(tokenizer_dir, CONFIG_FILE)
+    preprocessor_path = os.path.join(tokenizer_dir, PREPROCESSOR_FILE)
+    hf_config, preprocessor = read_json(config_path), read_json(preprocessor_path)
+    model_config, feature_config = read_configs(hf_config, preprocessor, config_path, preprocessor_path)
+    tensors, source = read_safetensors(tokenizer_dir)
+    tree = state_dict_to_tree(tensors, model_config, source)
+    return TokenizerCheckpoint(tree, model_config, feature_config, hf_config, preprocessor)
+
+
+def load_checkpoint(path):
+    """Either an original tokenizer directory or this project's converted checkpoint."""
+    if not os.path.isdir(path):
+        raise TokenizerCheckpointError(f"tokenizer directory not found: {path}")
+    if not is_param_checkpoint(path):
+        return import_hf_dir(path)
+    tree, meta = load_params(path, kind=KIND)
+    source = os.path.join(path, "metadata.json")
+    model_config, feature_config = read_configs(meta["hf_config"], meta["preprocessor_config"], source, source)
+    return TokenizerCheckpoint(tree, model_config, feature_config, meta["hf_config"], meta["preprocessor_config"])
+
+
+def save_checkpoint(out_dir, checkpoint):
+    """Write this project's checkpoint (orbax tree + the original config files as metadata)."""
+    metadata = {
+        "hf_config": checkpoint.hf_config,
+        "preprocessor_config": checkpoint.preprocessor_config,
+        "model_config": dataclasses.asdict(checkpoint.model_config),
+    }
+    save_params(out_dir, checkpoint.tree, KIND, metadata)
+
+
+def export_hf_dir(out_dir, checkpoint):
+    """Write the original layout: config.json, preprocessor_config.json, model.safetensors."""
+    from safetensors.numpy import save_file
+
+    state_dict = tree_to_state_dict(checkpoint.tree, checkpoint.model_config)
+    with atomic_directory(out_dir) as tmp:
+        for name, data in ((CONFIG_FILE, checkpoint.hf_config), (PREPROCESSOR_FILE, checkpoint.preprocessor_config)):
+            with open(os.path.join(tmp, name), "w") as f:
+                json.dump(data, f, indent=2, sort_keys=True)
+        save_file(state_dict, os.path.join(tmp, WEIGHTS_FILE), metadata={"format": "pt"})
