@@ -203,7 +203,7 @@ def import_hf(hf_dir, param_dtype=None, scan_layers=False, progress=True):
                                           f"config.json implies {spec.hf_shape}")
                 value = spec.to_flax(reader.read(key)).astype(target, copy=False)
                 if spec.layer is None:
-                    _set_path(tree, spec.path, value)
+                    _set_path(tree, spec.path, _to_device(value))
                 else:
                     if spec.path not in stacks:
                         stacks[spec.path] = np.empty((cfg.num_layers, *value.shape), target)
@@ -214,19 +214,17 @@ def import_hf(hf_dir, param_dtype=None, scan_layers=False, progress=True):
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise CheckpointError(f"{hf_dir}: missing tensors {shown}")
-    for path, stack in stacks.items():
-        _set_path(tree, path, stack)
-    return cfg, _to_device_leaf_by_leaf(tree), hf_config
+    while stacks:
+        path, stack = stacks.popitem()
+        _set_path(tree, path, _to_device(stack))
+        del stack
+    return cfg, tree, hf_config
 
 
-def _to_device_leaf_by_leaf(tree):
-    """Move numpy leaves to JAX arrays one at a time, dropping each host copy as it goes."""
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            _to_device_leaf_by_leaf(value)
-        else:
-            tree[key] = jax.device_put(value)
-    return tree
+def _to_device(host_array):
+    """A JAX array holding `host_array`, waited for so the host copy can be freed right away
+    (asynchronous transfers would otherwise keep every host buffer alive at once)."""
+    return jax.block_until_ready(jax.device_put(host_array))
 
 
 def export_hf(params, cfg, out_dir, dtype="bfloat16", hf_config=None, max_shard_bytes=5 * 2**30,
