@@ -1,6 +1,7 @@
 """Reading audio files of any common format and writing float32 wav files."""
 
 import os
+import warnings
 
 import numpy as np
 
@@ -22,15 +23,19 @@ def load_audio(path, target_sr=16000):
     if not os.path.isfile(path):
         raise AudioLoadError(f"audio file not found: {path}")
     try:
+        data, sr = soundfile.read(path, dtype="float32", always_2d=True)
+        wav = data[:, 0]
+    except Exception as sf_err:  # noqa: BLE001 - libsndfile cannot read it (e.g. some mp3): try audioread
         try:
-            data, sr = soundfile.read(path, dtype="float32", always_2d=True)
-            wav = data[:, 0]
-        except soundfile.LibsndfileError:
-            # Formats libsndfile cannot read (e.g. some mp3): librosa falls back to audioread.
-            data, sr = librosa.load(path, sr=None, mono=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data, sr = librosa.load(path, sr=None, mono=False)
             wav = data if data.ndim == 1 else data[0]
-    except Exception as err:  # noqa: BLE001 - re-raised with the file name
-        raise AudioLoadError(f"cannot read audio file {path}: {err}") from err
+        except Exception as err:  # noqa: BLE001 - re-raised with the file name and both causes
+            cause = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            raise AudioLoadError(
+                f"cannot read audio file {path}: not a readable audio format (soundfile: {sf_err}; audioread: {cause})"
+            ) from err
     return check_waveform(resample(np.asarray(wav, np.float32), sr, target_sr), name=path)
 
 
