@@ -11,13 +11,12 @@ import os
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from vita_jax import param_checkpoint
 from vita_jax.model_config import make_config
 from vita_jax.nn.dtypes import as_dtype
-from vita_jax.param_layout import convert_layer_layout
 from vita_jax.nn.vita_audio import VitaAudio
+from vita_jax.param_layout import convert_layer_layout
 
 CHECKPOINT_KIND = "vita_audio"
 SIDE_FILES_DIR = "hf_files"  # tokenizer / generation files carried inside our own checkpoints
