@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs.model import get_config  # noqa: E402
-from conversion.hf_checkpoint import WEIGHT_DTYPES, param_table  # noqa: E402
+from conversion.hf_checkpoint import WEIGHT_DTYPES, param_table, plan_shards, shard_names  # noqa: E402
 from conversion.safetensors_io import write_safetensors  # noqa: E402
 from vita_jax.model_config import to_hf_config  # noqa: E402
 
@@ -31,18 +31,9 @@ def write_synthetic_checkpoint(cfg, out_dir, dtype):
     """Random tensors of every key of the checkpoint, in shards of at most SHARD_BYTES."""
     target = WEIGHT_DTYPES[dtype]
     rng = np.random.default_rng(0)
-    table = param_table(cfg)
-    shards, size = [[]], 0
-    for spec in table:
-        nbytes = int(np.prod(spec.hf_shape)) * target.itemsize
-        if shards[-1] and size + nbytes > SHARD_BYTES:
-            shards.append([])
-            size = 0
-        shards[-1].append(spec)
-        size += nbytes
+    shards = plan_shards(param_table(cfg), target, SHARD_BYTES)
     weight_map = {}
-    for i, shard in enumerate(shards):
-        name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+    for name, shard in zip(shard_names(len(shards)), shards):
         shapes = {s.hf_key: s.hf_shape for s in shard}
         write_safetensors(os.path.join(out_dir, name), [(s.hf_key, s.hf_shape, target) for s in shard],
                           lambda key: (rng.standard_normal(shapes[key], np.float32) * 0.02).astype(target))

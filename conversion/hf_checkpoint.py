@@ -227,6 +227,26 @@ def _to_device(host_array):
     return jax.block_until_ready(jax.device_put(host_array))
 
 
+def plan_shards(table, dtype, max_shard_bytes):
+    """Split the table, in order, into shards of at most `max_shard_bytes` (a lone larger tensor gets its own)."""
+    shards, size = [[]], 0
+    for spec in table:
+        nbytes = int(np.prod(spec.hf_shape)) * np.dtype(dtype).itemsize
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(spec)
+        size += nbytes
+    return shards
+
+
+def shard_names(count):
+    """File names of `count` shards, as transformers names them."""
+    if count == 1:
+        return [SINGLE_FILE]
+    return [f"model-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
+
+
 def export_hf(params, cfg, out_dir, dtype="bfloat16", hf_config=None, max_shard_bytes=5 * 2**30,
               copy_side_files_from=None, progress=True):
     """Write `params` as a Hugging Face checkpoint (config.json, safetensors shards, index).
@@ -240,14 +260,7 @@ def export_hf(params, cfg, out_dir, dtype="bfloat16", hf_config=None, max_shard_
     target = WEIGHT_DTYPES[dtype]
     table = param_table(cfg)
     by_key = {spec.hf_key: spec for spec in table}
-    shards, size = [[]], 0
-    for spec in table:
-        nbytes = int(np.prod(spec.hf_shape)) * target.itemsize
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(spec)
-        size += nbytes
+    shards = plan_shards(table, target, max_shard_bytes)
 
     def produce(key):
         spec = by_key[key]
@@ -256,8 +269,7 @@ def export_hf(params, cfg, out_dir, dtype="bfloat16", hf_config=None, max_shard_
             value = value[spec.layer]
         return spec.to_hf(np.asarray(value)).astype(target, copy=False)
 
-    names = [SINGLE_FILE] if len(shards) == 1 else [
-        f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    names = shard_names(len(shards))
     with atomic_directory(out_dir) as tmp:
         with tqdm(total=len(table), desc=f"export {os.path.basename(out_dir)}", unit="tensor",
                   disable=not progress) as bar:

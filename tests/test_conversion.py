@@ -107,13 +107,17 @@ def test_unexpected_tensor_is_named(tmp_path):
         vita_jax.load_pretrained(src, progress=False)
 
 
+def edit_config(src, **fields):
+    config_path = os.path.join(src, "config.json")
+    config = json.load(open(config_path))
+    config.update(fields)
+    json.dump(config, open(config_path, "w"))
+
+
 def test_shape_mismatch_names_key_and_shapes(tmp_path):
     src = str(tmp_path / "src")
     make_mtp_checkpoint(src, num_mctp=2)
-    config_path = os.path.join(src, "config.json")
-    config = json.load(open(config_path))
-    config["intermediate_size"] = 96
-    json.dump(config, open(config_path, "w"))
+    edit_config(src, intermediate_size=96)
     with pytest.raises(CheckpointError, match=r"model\.safetensors: tensor 'model\.layers\.0\.mlp\.\w+_proj\.weight' "
                                               r"has shape \((128, 64|64, 128)\), config\.json implies \((96, 64|64, 96)\)"):
         vita_jax.load_pretrained(src, progress=False)
@@ -122,10 +126,7 @@ def test_shape_mismatch_names_key_and_shapes(tmp_path):
 def test_unknown_model_type_is_named(tmp_path):
     src = str(tmp_path / "src")
     make_mtp_checkpoint(src, num_mctp=1)
-    config_path = os.path.join(src, "config.json")
-    config = json.load(open(config_path))
-    config["model_type"] = "llama"
-    json.dump(config, open(config_path, "w"))
+    edit_config(src, model_type="llama")
     with pytest.raises(ValueError, match=r"config\.json: unknown model_type 'llama'"):
         vita_jax.load_pretrained(src, progress=False)
 
