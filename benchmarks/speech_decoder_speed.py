@@ -1,0 +1,91 @@
+"""Speed of the JAX GLM-4-Voice decoder on this machine: the real config, random weights, float32.
+
+    python -m benchmarks.speech_decoder_speed [--seconds 1 5 20] [--stream-chunks 12] [--context 10]
+
+Offline: real-time factor (audio seconds per wall second; higher is faster) of token2wav for
+1, 5 and 20 s of audio, split into flow and HiFT, with the compile time of the first call
+reported apart. Streaming: 10-code chunks; latency of the first chunk and the cost of every
+later chunk, warm (programs compiled by a first pass over the same stream), with the whole
+history as context (the original's semantics) and with a bounded context.
+"""
+
+import argparse
+import shlex
+import sys
+import time
+
+import jax
+import numpy as np
+
+from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig
+from vita_jax.audio.speech_decoder import SpeechDecoder, random_decoder_params
+from vita_jax.audio.streaming import StreamingDecoder
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def offline_row(dec, seconds, rng):
+    n_tokens = int(round(seconds * dec.cfg.flow.input_frame_rate))
+    codes = rng.integers(0, dec.cfg.flow.vocab_size, n_tokens)
+    mel, first_flow = timed(dec.token2mel, codes)
+    wav, first_hift = timed(dec.mel2wav, mel)
+    mel, flow_s = timed(dec.token2mel, codes)
+    wav, hift_s = timed(dec.mel2wav, mel)
+    audio_s = len(wav) / dec.sample_rate
+    return {
+        "seconds": seconds, "tokens": n_tokens, "frames": mel.shape[1], "audio_s": audio_s,
+        "flow_s": flow_s, "hift_s": hift_s, "rtf": audio_s / (flow_s + hift_s),
+        "compile_s": first_flow + first_hift - flow_s - hift_s,
+    }
+
+
+def stream_costs(dec, chunks, context_tokens):
+    """Wall seconds of each chunk of a warm stream."""
+    stream = StreamingDecoder(dec, context_tokens=context_tokens)
+    costs = []
+    for i, chunk in enumerate(chunks):
+        _, dt = timed(stream.push, chunk, finalize=i == len(chunks) - 1)
+        costs.append(dt)
+    return costs
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, nargs="+", default=[1, 5, 20])
+    ap.add_argument("--stream-chunks", type=int, default=12, help="10-code chunks per benchmarked stream")
+    ap.add_argument("--context", type=int, nargs="+", default=[10], help="bounded stream contexts (codes)")
+    args = ap.parse_args(argv)
+    given = argv if argv is not None else sys.argv[1:]
+    print("command: python -m benchmarks.speech_decoder_speed " + " ".join(shlex.quote(a) for a in given))
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s), float32")
+
+    cfg = DecoderConfig(FlowConfig(), HiftConfig())
+    params, init_s = timed(random_decoder_params, cfg)
+    dec = SpeechDecoder(cfg, params)
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    print(f"real config, random weights: {n_params / 1e6:.1f} M parameters (init {init_s:.1f} s)\n")
+
+    rng = np.random.default_rng(0)
+    print("offline token2wav (warm; compile = first call minus a warm call)")
+    print(f"{'audio':>7} {'codes':>6} {'frames':>7} {'flow s':>8} {'hift s':>8} {'RTF':>6} {'compile s':>10}")
+    for seconds in args.seconds:
+        r = offline_row(dec, seconds, rng)
+        print(f"{r['audio_s']:6.2f}s {r['tokens']:6d} {r['frames']:7d} {r['flow_s']:8.2f} {r['hift_s']:8.2f} "
+              f"{r['rtf']:6.2f} {r['compile_s']:10.1f}", flush=True)
+
+    chunks = [rng.integers(0, cfg.flow.vocab_size, 10) for _ in range(args.stream_chunks)]
+    print(f"\nstreaming, {args.stream_chunks} chunks of 10 codes (0.8 s of audio each), warm")
+    for context in [*args.context, None]:
+        _, warm_s = timed(stream_costs, dec, chunks, context)  # compiles every program this stream uses
+        costs = stream_costs(dec, chunks, context)
+        label = "full history (original)" if context is None else f"last {context} codes"
+        print(f"context {label}: first chunk {costs[0]:.2f} s; per chunk " + " ".join(f"{c:.2f}" for c in costs[1:])
+              + f"  (first pass incl. compiles {warm_s:.1f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
