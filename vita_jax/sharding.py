@@ -73,8 +73,57 @@ def batch_sharding(mesh):
     return NamedSharding(mesh, PartitionSpec(("data", "fsdp"), None))
 
 
+def activation_sharding(mesh):
+    """Activations [B, T, E]: rows split like the batch, the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(("data", "fsdp"), None, None))
+
+
 def shard_model_params(model, mesh, rules=LOGICAL_AXIS_RULES):
     """model.params placed on `mesh` by the logical-axis rules (returns the new tree)."""
     specs = logical_param_specs(model.module, jnp.zeros((1, 2), jnp.int32))
     shardings = param_shardings(specs, mesh, model.params, rules)
     return jax.device_put(model.params, shardings)
+
+
+def replicated(mesh):
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def model_param_shardings(module, mesh, abstract_params, rules=LOGICAL_AXIS_RULES):
+    """NamedShardings of `module`'s parameters on `mesh` (divisibility checked)."""
+    specs = logical_param_specs(module, jnp.zeros((1, 2), jnp.int32))
+    return param_shardings(specs, mesh, abstract_params, rules)
+
+
+def opt_state_shardings(abstract_opt_state, abstract_params, shardings, mesh):
+    """Optimizer-state shardings: a leaf whose key path ends with a parameter's path (and has its
+    shape, e.g. Adam's mu / nu) follows that parameter; everything else is replicated."""
+    by_path = {tuple(path): (leaf.shape, sharding) for (path, leaf), sharding in zip(
+        jax.tree_util.tree_flatten_with_path(abstract_params)[0], jax.tree.leaves(shardings))}
+
+    def pick(path, leaf):
+        for start in range(len(path)):
+            shape, sharding = by_path.get(tuple(path[start:]), (None, None))
+            if shape == leaf.shape:
+                return sharding
+        return replicated(mesh)
+
+    return jax.tree_util.tree_map_with_path(pick, abstract_opt_state)
+
+
+def put_global(tree, shardings):
+    """Host arrays (identical on every process) placed as global arrays; multi-host safe."""
+    def put(x, sharding):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree, shardings)
+
+
+def global_batch(local_batch, mesh):
+    """This process's rows {field: [local_rows, ...]} -> global arrays with rows over (data, fsdp)."""
+    def put(x):
+        spec = PartitionSpec(("data", "fsdp"), *([None] * (x.ndim - 1)))
+        return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), x)
+
+    return {k: put(v) for k, v in local_batch.items()}

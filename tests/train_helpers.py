@@ -1,0 +1,62 @@
+"""Shared pieces of the training and data tests: the tiny tokenizer and tiny run configs."""
+
+import json
+import os
+
+from vita_jax.data.tiny_tokenizer import build_tiny_tokenizer
+from vita_jax.data.tokenizer import VocabIds, load_tokenizer
+
+SAMPLE_DATA = os.path.join(os.path.dirname(__file__), "data", "sample.jsonl")
+NUM_AUDIO_CODES = 64
+TINY_VOCAB = 384  # 300 BPE + 20 specials + 64 audio tokens
+
+
+def sample_texts(path=SAMPLE_DATA):
+    with open(path) as f:
+        return [m["content"] for line in f for m in json.loads(line)["messages"]]
+
+
+def tiny_tokenizer(tmp_dir):
+    """(tokenizer, VocabIds): a real byte-level BPE (trained on the sample data), extended."""
+    build_tiny_tokenizer(sample_texts(), str(tmp_dir))
+    tok = load_tokenizer(str(tmp_dir), NUM_AUDIO_CODES)
+    return tok, VocabIds.of(tok)
+
+
+def tiny_run_config(stage_module, workdir, steps=6, num_mctp_modules=None, **data):
+    """A stage's `:tiny` config shrunk further for tests (64 audio codes, short rows, no export)."""
+    cfg = stage_module.get_config("tiny")
+    if num_mctp_modules is not None:
+        cfg.model.num_mctp_modules = num_mctp_modules
+    cfg.model.vocab_size = TINY_VOCAB
+    cfg.data.update(num_audio_codes=NUM_AUDIO_CODES, seq_len=160, **data)
+    cfg.train.update(steps=steps, global_batch_size=4, log_every=100, workdir=str(workdir))
+    cfg.checkpoint.update(every=2, use_async=False)
+    cfg.export.enabled = False
+    cfg.mesh.update(data=1, fsdp=1, tensor=1, devices=1)
+    return cfg
+
+
+def optim_config(stage_module, **overrides):
+    """A stage config's optim section with overrides."""
+    optim = stage_module.get_config().optim
+    optim.update(overrides)
+    return optim
+
+
+def packed_batch(vocab, rows=4, seq_len=32, seed=0):
+    """Random packed rows (2-3 samples each, some labels -100) as numpy arrays."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    batch = {k: np.zeros((rows, seq_len), np.int32) for k in ("input_ids", "labels", "segment_ids", "positions")}
+    for r in range(rows):
+        cuts = sorted(rng.choice(np.arange(4, seq_len - 2), 2, replace=False))
+        for s, (a, b) in enumerate(zip([0, *cuts], [*cuts, seq_len - rng.integers(0, 3)]), 1):
+            ids = rng.integers(0, vocab, b - a)
+            batch["input_ids"][r, a:b] = ids
+            batch["labels"][r, a:b] = np.where(rng.random(b - a) < 0.8, ids, -100)
+            batch["segment_ids"][r, a:b] = s
+            batch["positions"][r, a:b] = np.arange(b - a)
+        batch["labels"][r, batch["segment_ids"][r] == 0] = -100
+    return batch
