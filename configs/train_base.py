@@ -18,7 +18,8 @@ def base_config(stage, num_mctp_modules, trainable, lr, weight_decay, steps, seq
     cfg = ml_collections.ConfigDict()
     cfg.stage = stage
     cfg.model = model_config("vita-audio-7b")
-    cfg.model.update(num_mctp_modules=num_mctp_modules, scan_layers=True, dtype="bfloat16", param_dtype="float32")
+    cfg.model.update(num_mctp_modules=num_mctp_modules, scan_layers=True, remat=True, dtype="bfloat16",
+                     param_dtype="float32")
     cfg.init = dict(checkpoint="", seed=0)
     cfg.data = dict(
         files="", tokenizer="", num_audio_codes=16384, ratios="boost", seq_len=seq_len,

@@ -73,3 +73,21 @@ def test_config_errors():
         from_hf_config({"model_type": "qwen2", "num_hidden_layers": 2, "num_attention_heads": 2}, "x/config.json")
     with pytest.raises(ValueError, match="unknown model preset 'big'"):
         get_config("big")
+
+
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_remat_changes_memory_not_results(scan_layers):
+    cfg = get_config("tiny")
+    cfg.scan_layers = scan_layers
+    plain = VitaAudioModel.random(cfg, seed=1)
+    cfg_remat = get_config("tiny")
+    cfg_remat.scan_layers, cfg_remat.remat = scan_layers, True
+    ids = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 8)), jnp.int32)
+
+    def loss(params, module):
+        out = module.apply({"params": params}, ids)
+        return out.logits.mean() + sum(x.mean() for x in out.mctp_logits)
+
+    want = jax.value_and_grad(loss)(plain.params, plain.module)
+    got = jax.value_and_grad(loss)(plain.params, VitaAudio(cfg_remat))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), got, want)

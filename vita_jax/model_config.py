@@ -6,7 +6,9 @@ Fields
   num_mctp_modules (K; 0 for a plain Qwen2 model),
   scan_layers (parameters of the backbone layers stacked on a leading `layers` axis and
   run with nn.scan; False keeps one parameter subtree per layer, faster to decode),
-  dtype (compute dtype of matmuls), param_dtype (dtype parameters are created in).
+  remat (recompute each decoder layer's activations in the backward pass instead of keeping
+  them: training memory for compute), dtype (compute dtype of matmuls), param_dtype (dtype
+  parameters are created in).
 """
 
 import ml_collections
@@ -30,6 +32,7 @@ def make_config(**fields):
             max_position_embeddings=32768,
             num_mctp_modules=10,
             scan_layers=False,
+            remat=False,
             dtype="float32",
             param_dtype="float32",
         )

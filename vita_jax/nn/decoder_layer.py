@@ -22,3 +22,8 @@ class DecoderLayer(nn.Module):
         mlp = GatedMLP(cfg.intermediate_size, dtype=dtype, param_dtype=param_dtype, name="mlp")
         x = x + mlp(RMSNorm(cfg.rms_norm_eps, param_dtype, name="post_attention_layernorm")(x))
         return x, new_cache
+
+
+def decoder_layer_class(config):
+    """DecoderLayer, wrapped in nn.remat when `config.remat` (same parameters, less training memory)."""
+    return nn.remat(DecoderLayer) if config.remat else DecoderLayer

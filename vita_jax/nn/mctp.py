@@ -6,7 +6,7 @@ The caller applies the backbone's shared final norm and lm_head to the layer out
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vita_jax.nn.decoder_layer import DecoderLayer
+from vita_jax.nn.decoder_layer import decoder_layer_class
 from vita_jax.nn.dtypes import as_dtype
 from vita_jax.nn.norm import RMSNorm
 
@@ -25,4 +25,4 @@ class MCTPModule(nn.Module):
             cfg.hidden_size, use_bias=False, dtype=dtype, param_dtype=param_dtype, name="proj",
             kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("concat_embed", "embed")),
         )(jnp.concatenate([embedded, hidden], axis=-1))
-        return DecoderLayer(cfg, name="layer")(u, cos, sin, mask, kv_cache, cache_length)
+        return decoder_layer_class(cfg)(cfg, name="layer")(u, cos, sin, mask, kv_cache, cache_length)

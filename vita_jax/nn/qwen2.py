@@ -6,7 +6,7 @@ Its embedding, final norm and lm_head are also the ones every MCTP module shares
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vita_jax.nn.decoder_layer import DecoderLayer
+from vita_jax.nn.decoder_layer import decoder_layer_class
 from vita_jax.nn.dtypes import as_dtype
 from vita_jax.nn.norm import RMSNorm
 
@@ -18,7 +18,8 @@ class _ScannedLayerBody(nn.Module):
 
     @nn.compact
     def __call__(self, x, kv_cache, cos, sin, mask, cache_length):
-        return DecoderLayer(self.config, name="layer")(x, cos, sin, mask, kv_cache, cache_length)
+        layer = decoder_layer_class(self.config)(self.config, name="layer")
+        return layer(x, cos, sin, mask, kv_cache, cache_length)
 
 
 def scanned_layers(config):
@@ -64,7 +65,7 @@ class Qwen2Backbone(nn.Module):
         if cfg.scan_layers:
             self.layers = scanned_layers(cfg)
         else:
-            self.layers = [DecoderLayer(cfg) for _ in range(cfg.num_layers)]  # named layers_0, layers_1, ...
+            self.layers = [decoder_layer_class(cfg)(cfg) for _ in range(cfg.num_layers)]  # named layers_0, layers_1, ...
         self.norm = RMSNorm(cfg.rms_norm_eps, param_dtype)
         self.lm_head = LMHead(cfg.vocab_size, dtype=dtype, param_dtype=param_dtype)
 
