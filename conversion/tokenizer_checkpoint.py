@@ -87,7 +87,8 @@ def model_config_from_hf(hf_config, source):
             raise TokenizerCheckpointError(f"{source}: field {field!r} is missing (the spec requires {expected!r})")
         if hf_config[field] != expected:
             raise TokenizerCheckpointError(
-                f"{source}: field {field!r} is {hf_config[field]!r}; the GLM-4-Voice tokenizer structure needs {expected!r}"
+                f"{source}: field {field!r} is {hf_config[field]!r}; "
+                f"the GLM-4-Voice tokenizer structure needs {expected!r}"
             )
     for field in SIZE_FIELDS:
         value = hf_config.get(field)
@@ -98,7 +99,10 @@ def model_config_from_hf(hf_config, source):
         (c["pooling_position"] == c["quantize_position"], "'pooling_position' must equal 'quantize_position'"),
         (c["quantize_position"] <= c["encoder_layers"], "'quantize_position' exceeds 'encoder_layers'"),
         (c["d_model"] % c["encoder_attention_heads"] == 0, "'d_model' is not divisible by 'encoder_attention_heads'"),
-        (c["max_source_positions"] % c["pooling_kernel_size"] == 0, "'max_source_positions' is not a multiple of 'pooling_kernel_size'"),
+        (
+            c["max_source_positions"] % c["pooling_kernel_size"] == 0,
+            "'max_source_positions' is not a multiple of 'pooling_kernel_size'",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -123,7 +127,9 @@ def feature_config_from_hf(preprocessor, model_config, source):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise TokenizerCheckpointError(f"{source}: field {field!r} must be a positive integer, got {value!r}")
     if preprocessor.get("padding_value", 0.0) != 0.0:
-        raise TokenizerCheckpointError(f"{source}: field 'padding_value' must be 0.0, got {preprocessor['padding_value']!r}")
+        raise TokenizerCheckpointError(
+            f"{source}: field 'padding_value' must be 0.0, got {preprocessor['padding_value']!r}"
+        )
     features = FeatureConfig(
         n_mels=preprocessor["feature_size"],
         sampling_rate=preprocessor["sampling_rate"],
@@ -133,7 +139,8 @@ def feature_config_from_hf(preprocessor, model_config, source):
     )
     if features.n_mels != model_config.num_mel_bins:
         raise TokenizerCheckpointError(
-            f"{source}: 'feature_size' {features.n_mels} differs from the model's 'num_mel_bins' {model_config.num_mel_bins}"
+            f"{source}: 'feature_size' {features.n_mels} differs from "
+            f"the model's 'num_mel_bins' {model_config.num_mel_bins}"
         )
     positions = features.segment_samples // features.hop_length // 2
     if positions > model_config.max_source_positions:
