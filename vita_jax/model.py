@@ -57,6 +57,18 @@ class VitaAudioModel:
                 raise ValueError(f"{name} shape {jnp.shape(extra)} differs from input_ids shape {input_ids.shape}")
         return self._forward({"params": self.params}, input_ids, segment_ids, positions, with_logits=with_logits)
 
+    def generate(self, input_ids, mode="turbo", max_new_tokens=128, **options):
+        """Generated ids [B, N] (padded after a row stops); see `vita_jax.decode.decoder.prepare`."""
+        from vita_jax.decode import generate
+
+        return generate(self, input_ids, mode=mode, max_new_tokens=max_new_tokens, **options)
+
+    def stream(self, input_ids, mode="turbo", max_new_tokens=128, **options):
+        """Iterator of TextEvent / AudioChunkEvent / EndEvent; see `vita_jax.decode.stream`."""
+        from vita_jax.decode import stream
+
+        return stream(self, input_ids, mode=mode, max_new_tokens=max_new_tokens, **options)
+
     def save_pretrained(self, out_dir, dtype="bfloat16", max_shard_bytes=5 * 2**30):
         """Write the Hugging Face layout (config.json + sharded safetensors + index)."""
         from conversion.hf_checkpoint import export_hf
