@@ -13,6 +13,7 @@ import os
 import jax
 import numpy as np
 
+from conversion.param_paths import get_path, set_path
 from vita_jax.audio.decoder_config import DecoderConfig, load_decoder_config
 from vita_jax.audio.speech_decoder import decoder_param_shapes
 from vita_jax.param_checkpoint import is_param_checkpoint, load_params
@@ -73,12 +74,6 @@ def _canonical_key(key):
     return key
 
 
-def _set(tree, path, value):
-    for name in path[:-1]:
-        tree = tree.setdefault(name, {})
-    tree[path[-1]] = value
-
-
 def import_state_dict(state_dict, target, source):
     """Flax tree for `target` (tree of ShapeDtypeStructs) from `state_dict` (key -> array).
 
@@ -104,7 +99,7 @@ def import_state_dict(state_dict, target, source):
         if state[key].shape != want:
             problems.append(f"key {key}: shape {state[key].shape} in the checkpoint, expected {want}")
             continue
-        _set(params, path, LEAF_RULES[path[-1]][2](state[key]))
+        set_path(params, path, LEAF_RULES[path[-1]][2](state[key]))
     if problems:
         raise DecoderCheckpointError(f"{source} does not match the decoder config:\n  " + "\n  ".join(problems))
     return params
@@ -114,10 +109,8 @@ def export_state_dict(params, fold_weight_norm=False):
     """{torch_key: float32 numpy array} in the original layout (weight_g/weight_v unless folded)."""
     out = {}
     for key, path in key_table(params):
-        value = params
-        for name in path:
-            value = value[name]
-        out[key] = np.ascontiguousarray(LEAF_RULES[path[-1]][1](np.asarray(value, np.float32)))
+        value = np.asarray(get_path(params, path), np.float32)
+        out[key] = np.ascontiguousarray(LEAF_RULES[path[-1]][1](value))
     if fold_weight_norm:
         for key in [k for k in out if k.endswith(".weight_g")]:
             prefix = key[: -len("weight_g")]

@@ -13,16 +13,16 @@ import shutil
 from typing import Callable, Optional
 
 import jax
-import ml_dtypes
 import numpy as np
 from tqdm.auto import tqdm
 
+from conversion.param_paths import get_path, set_path
 from conversion.safetensors_io import SafetensorsReader, write_safetensors
 from vita_jax.atomic import atomic_directory
 from vita_jax.model_config import from_hf_config, to_hf_config
+from vita_jax.nn.dtypes import DTYPES
 
-WEIGHT_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16),
-                 "float16": np.dtype(np.float16)}
+WEIGHT_DTYPES = {name: np.dtype(dtype) for name, dtype in DTYPES.items()}
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 # Files beside the weights that travel with a checkpoint (tokenizer, generation config, ...).
@@ -152,18 +152,6 @@ def copy_side_files(src_dir, dst_dir):
         shutil.copy2(os.path.join(src_dir, name), os.path.join(dst_dir, name))
 
 
-def _set_path(tree, path, value):
-    for name in path[:-1]:
-        tree = tree.setdefault(name, {})
-    tree[path[-1]] = value
-
-
-def _get_path(tree, path):
-    for name in path:
-        tree = tree[name]
-    return tree
-
-
 def import_hf(hf_dir, param_dtype=None, scan_layers=False, progress=True):
     """Read a Hugging Face directory. Returns (model config, Flax params, original config.json dict).
 
@@ -203,7 +191,7 @@ def import_hf(hf_dir, param_dtype=None, scan_layers=False, progress=True):
                                           f"config.json implies {spec.hf_shape}")
                 value = spec.to_flax(reader.read(key)).astype(target, copy=False)
                 if spec.layer is None:
-                    _set_path(tree, spec.path, _to_device(value))
+                    set_path(tree, spec.path, _to_device(value))
                 else:
                     if spec.path not in stacks:
                         stacks[spec.path] = np.empty((cfg.num_layers, *value.shape), target)
@@ -216,7 +204,7 @@ def import_hf(hf_dir, param_dtype=None, scan_layers=False, progress=True):
         raise CheckpointError(f"{hf_dir}: missing tensors {shown}")
     while stacks:
         path, stack = stacks.popitem()
-        _set_path(tree, path, _to_device(stack))
+        set_path(tree, path, _to_device(stack))
         del stack
     return cfg, tree, hf_config
 
@@ -264,7 +252,7 @@ def export_hf(params, cfg, out_dir, dtype="bfloat16", hf_config=None, max_shard_
 
     def produce(key):
         spec = by_key[key]
-        value = _get_path(params, spec.path)
+        value = get_path(params, spec.path)
         if spec.layer is not None:
             value = value[spec.layer]
         return spec.to_hf(np.asarray(value)).astype(target, copy=False)

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from conversion.param_paths import get_path, set_path
 from vita_jax.atomic import atomic_directory
 from vita_jax.audio.features import FeatureConfig
 from vita_jax.audio.whisper_vq import WhisperVQConfig
@@ -250,18 +251,6 @@ def take(state_dict, key, entry, config, source):
     if value.shape != want:
         raise TokenizerCheckpointError(f"{source}: tensor {key!r} has shape {value.shape}, expected {want}")
     return value
-
-
-def set_path(tree, path, value):
-    for name in path[:-1]:
-        tree = tree.setdefault(name, {})
-    tree[path[-1]] = value
-
-
-def get_path(tree, path):
-    for name in path:
-        tree = tree[name]
-    return tree
 
 
 def state_dict_to_tree(state_dict, config, source):

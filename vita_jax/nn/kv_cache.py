@@ -5,6 +5,7 @@ axis when layers are scanned), "length": [B] int32}. Module cache: {"layer": {"k
 "length": [B]}; slot j of module k holds pair j. Buffers are [B, slots, kv_heads, head_dim].
 """
 
+import jax
 import jax.numpy as jnp
 
 from vita_jax.nn.dtypes import as_dtype
@@ -29,6 +30,6 @@ def init_mctp_cache(config, batch, slots, dtype=None):
             "length": jnp.zeros((batch,), jnp.int32)}
 
 
-def cache_slots(kv):
-    """Number of slots of a {"k","v"} buffer (with or without a leading layer axis)."""
-    return kv["k"].shape[-3]
+def cache_slots(kv_buffers):
+    """Number of slots of a cache's "layers" or "layer" entry (every buffer has them on axis -3)."""
+    return jax.tree.leaves(kv_buffers)[0].shape[-3]

@@ -88,8 +88,3 @@ class Qwen2Backbone(nn.Module):
             x, layer_cache = layer(x, cos, sin, mask, None if cache is None else cache[i], cache_length)
             new_cache.append(layer_cache)
         return x, (None if cache is None else tuple(new_cache))
-
-    def __call__(self, input_ids, cos, sin, mask):
-        """Final-normed hidden states [B, T, E] of a full (training) forward."""
-        x, _ = self.run_layers(self.embed(input_ids), cos, sin, mask)
-        return self.final_norm(x)

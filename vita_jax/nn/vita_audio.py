@@ -81,35 +81,32 @@ class VitaAudio(nn.Module):
             logits=self.backbone.logits(hidden), mctp_logits=[self.backbone.logits(h) for h in mctp_hidden],
         )
 
+    def _chunk_inputs(self, length, chunk, kv_buffers, position_offset):
+        """Rotary tables and mask for a chunk written at slots length[b] + 0..chunk-1, whose
+        rotary positions are those slots + position_offset."""
+        positions = length[:, None] + jnp.arange(chunk)[None, :] + position_offset
+        return (*self._rotary(positions), cache_causal_mask(length, chunk, cache_slots(kv_buffers)))
+
     def backbone_chunk(self, tokens, valid, cache):
         """tokens/valid [B, C] (valid entries form a prefix of each row) continue each row at
         cache["length"]. Returns (final-normed hidden [B, C, E], updated cache)."""
         length = cache["length"]
-        chunk = tokens.shape[1]
-        positions = length[:, None] + jnp.arange(chunk)[None, :]
-        mask = cache_causal_mask(length, chunk, cache_slots(jax.tree.leaves(cache["layers"], is_leaf=_is_kv)[0]))
-        x, layers = self.backbone.run_layers(
-            self.backbone.embed(tokens), *self._rotary(positions), mask, cache["layers"], length
-        )
-        new_length = length + valid.astype(jnp.int32).sum(axis=1)
-        return self.backbone.final_norm(x), {"layers": layers, "length": new_length}
+        cos, sin, mask = self._chunk_inputs(length, tokens.shape[1], cache["layers"], 0)
+        x, layers = self.backbone.run_layers(self.backbone.embed(tokens), cos, sin, mask, cache["layers"], length)
+        return self.backbone.final_norm(x), {"layers": layers, "length": _advance(length, valid)}
 
     def mctp_chunk(self, k, tokens, prev_hidden, valid, cache):
         """Module k over new pairs j = cache["length"] + 0..C-1: tokens are x_{j+k+1} [B, C], prev_hidden
         h^{k-1}_j [B, C, E]. Returns (final-normed h^k_j [B, C, E], updated cache)."""
         length = cache["length"]
-        chunk = tokens.shape[1]
-        positions = length[:, None] + jnp.arange(chunk)[None, :] + k + 1
-        mask = cache_causal_mask(length, chunk, cache_slots(cache["layer"]))
-        out, layer = self.mctp[k](
-            self.backbone.embed(tokens), prev_hidden, *self._rotary(positions), mask, cache["layer"], length
-        )
-        new_length = length + valid.astype(jnp.int32).sum(axis=1)
-        return self.backbone.final_norm(out), {"layer": layer, "length": new_length}
+        cos, sin, mask = self._chunk_inputs(length, tokens.shape[1], cache["layer"], k + 1)
+        out, layer = self.mctp[k](self.backbone.embed(tokens), prev_hidden, cos, sin, mask, cache["layer"], length)
+        return self.backbone.final_norm(out), {"layer": layer, "length": _advance(length, valid)}
 
     def logits(self, hidden):
         return self.backbone.logits(hidden)
 
 
-def _is_kv(node):
-    return isinstance(node, dict) and "k" in node
+def _advance(length, valid):
+    """Cache lengths after a chunk whose real entries are `valid` [B, C]."""
+    return length + valid.astype(jnp.int32).sum(axis=1)
