@@ -98,11 +98,12 @@ class VitaAudioModel:
         param_checkpoint.save_params(out_dir, self.params, CHECKPOINT_KIND, metadata, before_commit=add_side_files)
 
 
-def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, progress=True):
+def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, remat=False, progress=True):
     """Load a Hugging Face directory (qwen2 / qwen2_mtp) or a vita_jax checkpoint.
 
     param_dtype: storage dtype of the parameters (default: as stored); dtype: compute dtype;
-    scan_layers: stacked backbone layers (training) or one subtree per layer (decoding).
+    scan_layers: stacked backbone layers (training) or one subtree per layer (decoding);
+    remat: recompute decoder-layer activations in the backward pass (training memory).
     """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
@@ -124,5 +125,5 @@ def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, 
         config, params, hf_config = import_hf(path, param_dtype=param_dtype, scan_layers=scan_layers,
                                               progress=progress)
         side = path
-    config.dtype = dtype
+    config.dtype, config.remat = dtype, remat
     return VitaAudioModel(config, params, hf_config, side_files_dir=side)

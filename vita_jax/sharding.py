@@ -80,9 +80,7 @@ def activation_sharding(mesh):
 
 def shard_model_params(model, mesh, rules=LOGICAL_AXIS_RULES):
     """model.params placed on `mesh` by the logical-axis rules (returns the new tree)."""
-    specs = logical_param_specs(model.module, jnp.zeros((1, 2), jnp.int32))
-    shardings = param_shardings(specs, mesh, model.params, rules)
-    return jax.device_put(model.params, shardings)
+    return jax.device_put(model.params, model_param_shardings(model.module, mesh, model.params, rules))
 
 
 def replicated(mesh):

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from vita_jax.decode.sampling import argmax
-from vita_jax.decode.state import backbone_forward, logits_at, module_forward, prefill
+from vita_jax.decode.state import backbone_forward, gather_rows, logits_at, module_forward, prefill
+from vita_jax.nn.attention import write_to_cache
 
 
 def draft(ctx, state, num_draft):
@@ -34,7 +35,7 @@ def verify(ctx, state, num_draft):
     start, length = state.backbone["length"], state.length
     state, hidden, _ = backbone_forward(ctx, state, num_draft + 1, end=length + num_draft)
     target = argmax(ctx.apply({"params": ctx.params}, hidden, method="logits"))
-    drafts = jax.vmap(lambda row, s: jax.lax.dynamic_slice_in_dim(row, s, num_draft))(state.tokens, length)
+    drafts = gather_rows(state.tokens, length, num_draft)
     accepted = jnp.cumprod(drafts == target[:, :num_draft], axis=1).sum(axis=1)
     position = jnp.arange(num_draft + 1)[None]
     is_eos = jnp.isin(target, ctx.eos_ids)
@@ -42,8 +43,7 @@ def verify(ctx, state, num_draft):
     room = state.max_new_tokens - (length - state.prompt_length)
     keep = (position <= accepted[:, None]) & ~after_eos & (position < room[:, None]) & state.active[:, None]
     count = keep.sum(axis=1).astype(jnp.int32)
-    tokens = jax.vmap(lambda row, new, s: jax.lax.dynamic_update_slice_in_dim(row, new, s, axis=0))(
-        state.tokens, target, length)
+    tokens = write_to_cache(state.tokens, target, length)
     new_length = length + count
     stop = (keep & is_eos).any(axis=1) | (new_length - state.prompt_length >= state.max_new_tokens)
     depth = jnp.arange(num_draft)[None]

@@ -38,6 +38,11 @@ def shift_left(x, shift, fill=0):
     return jnp.concatenate([keep, pad], axis=1)
 
 
+def pair_segment_ids(segment_ids, shift):
+    """Segment id of position j where position j+shift lies in the same sample, else 0 (padding)."""
+    return jnp.where(shift_left(segment_ids, shift) == segment_ids, segment_ids, 0)
+
+
 class VitaAudio(nn.Module):
     config: object
 
@@ -65,11 +70,9 @@ class VitaAudio(nn.Module):
             prev, embeddings = jax.lax.stop_gradient(prev), jax.lax.stop_gradient(embeddings)
         for k, module in enumerate(self.mctp):
             shift = k + 1
-            next_segments = shift_left(segment_ids, shift)
-            pair_segments = jnp.where(next_segments == segment_ids, segment_ids, 0)
             out, _ = module(
                 shift_left(embeddings, shift), prev, *self._rotary(shift_left(positions, shift)),
-                packed_causal_mask(pair_segments),
+                packed_causal_mask(pair_segment_ids(segment_ids, shift)),
             )
             prev = self.backbone.final_norm(out)
             mctp_hidden.append(prev)

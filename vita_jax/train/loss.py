@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from vita_jax.data.chat_template import IGNORE
-from vita_jax.nn.vita_audio import shift_left
+from vita_jax.nn.vita_audio import pair_segment_ids, shift_left
 
 
 def head_offsets(num_modules, main_head):
@@ -22,7 +22,7 @@ def head_offsets(num_modules, main_head):
 def head_targets(labels, segment_ids, offset):
     """(targets [B, T], valid [B, T]): labels[j + offset] where it counts for position j."""
     targets = shift_left(labels, offset, fill=IGNORE)
-    same_sample = (shift_left(segment_ids, offset) == segment_ids) & (segment_ids != 0)
+    same_sample = pair_segment_ids(segment_ids, offset) != 0
     valid = same_sample & (targets != IGNORE)
     return jnp.where(valid, targets, 0), valid
 

@@ -21,7 +21,7 @@ def initial_params(cfg, tokenizer_size, mesh):
     stage = cfg.model
     if cfg.init.checkpoint:
         model = load_pretrained(cfg.init.checkpoint, param_dtype=stage.param_dtype, dtype=stage.dtype,
-                                scan_layers=stage.scan_layers, progress=False)
+                                scan_layers=stage.scan_layers, remat=stage.remat, progress=False)
         mcfg = model.config
         params, hf_config = model.params, model.hf_config
         if mcfg.vocab_size < tokenizer_size:
