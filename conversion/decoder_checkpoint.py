@@ -26,17 +26,14 @@ class DecoderCheckpointError(ValueError):
     """A state dict does not match the decoder structure; the message names file, key and shapes."""
 
 
-def _linear_or_conv_to_torch(x):
-    return x.T if x.ndim == 2 else np.transpose(x, (2, 1, 0))  # [in,out] -> (out,in); [k,in,out] -> (out,in,k)
-
-
-def _linear_or_conv_from_torch(x):
+def _swap_linear_or_conv(x):
+    """[in,out] <-> (out,in); [k,in,out] <-> (out,in,k): its own inverse."""
     return x.T if x.ndim == 2 else np.transpose(x, (2, 1, 0))
 
 
 # Flax leaf name -> (PyTorch leaf name, to_torch, from_torch)
 LEAF_RULES = {
-    "kernel": ("weight", _linear_or_conv_to_torch, _linear_or_conv_from_torch),
+    "kernel": ("weight", _swap_linear_or_conv, _swap_linear_or_conv),
     "transpose_kernel": ("weight", lambda x: np.transpose(x, (1, 2, 0)), lambda x: np.transpose(x, (2, 0, 1))),
     "embedding": ("weight", np.asarray, np.asarray),
     "scale": ("weight", np.asarray, np.asarray),

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from tests.speech_tokenizer_helpers import espeak_speech, reference_features, tiled
-from vita_jax.audio.features import FeatureConfig, frame_mask, padded_length, segment_log_mels, split_segments
+from vita_jax.audio.features import FeatureConfig, frame_mask, segment_log_mels, split_segments
+from vita_jax.round_up import round_up
 
 CONFIG = FeatureConfig()
 PAD = 1280  # samples per code: hop 160 x conv stride 2 x pool 4
@@ -37,7 +38,7 @@ def test_single_segment_matches_extractor(name, speech):
     wav = signal(name, speech)
     want, want_mask = reference_features([wav])
     (got,) = segment_log_mels([wav], CONFIG, PAD)
-    assert got.shape == want[0].shape == (128, padded_length(len(wav), PAD) // 160)
+    assert got.shape == want[0].shape == (128, round_up(len(wav), PAD) // 160)
     np.testing.assert_allclose(got, want[0], atol=TOLERANCE, rtol=0)
     np.testing.assert_array_equal(frame_mask(len(wav), got.shape[1], 160), want_mask[0].astype(bool))
 
@@ -50,7 +51,7 @@ def test_multi_segment_utterance_matches_extractor(speech):
     want, want_mask = reference_features(segments)
     got = segment_log_mels(segments, CONFIG, PAD)
     for k, (seg, mel) in enumerate(zip(segments, got)):
-        frames = padded_length(len(seg), PAD) // 160
+        frames = round_up(len(seg), PAD) // 160
         assert mel.shape == (128, frames)
         np.testing.assert_allclose(mel, want[k][:, :frames], atol=TOLERANCE, rtol=0)
         np.testing.assert_array_equal(frame_mask(len(seg), want.shape[2], 160), want_mask[k].astype(bool))

@@ -125,3 +125,8 @@ class ConvTranspose1d(nn.Module):
                                 (self.kernel_size, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         return conv_transpose1d(x, kernel, bias, self.stride, self.padding)
+
+
+def length_mask(length, n_valid):
+    """[1, length, 1] float32 mask of the first `n_valid` (may be traced) positions."""
+    return (jnp.arange(length) < n_valid).astype(jnp.float32)[None, :, None]

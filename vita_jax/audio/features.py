@@ -13,6 +13,8 @@ import functools
 
 import numpy as np
 
+from vita_jax.round_up import round_up
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
@@ -65,11 +67,6 @@ def split_segments(wav, config):
     return [wav[start : start + step] for start in range(0, len(wav), step)]
 
 
-def padded_length(n_samples, multiple):
-    """`n_samples` rounded up to a multiple of `multiple`."""
-    return -(-n_samples // multiple) * multiple
-
-
 def frame_mask(n_samples, n_frames, hop_length):
     """Valid frames of a padded segment: frame f is real iff its start 160 f < n_samples."""
     return np.arange(n_frames) * hop_length < n_samples
@@ -79,12 +76,12 @@ def segment_log_mels(segments, config, pad_multiple):
     """Log-mels of the segments of one utterance, featurized together as the original does.
 
     Every segment is zero-padded to the longest one (rounded up to `pad_multiple` samples);
-    segment k's result keeps its own `padded_length(len(seg_k), pad_multiple) // hop` frames.
+    segment k's result keeps its own `round_up(len(seg_k), pad_multiple) // hop` frames.
     """
-    common = padded_length(max(len(seg) for seg in segments), pad_multiple)
+    common = round_up(max(len(seg) for seg in segments), pad_multiple)
     mels = []
     for seg in segments:
         wav = np.zeros(common, np.float32)
         wav[: len(seg)] = seg
-        mels.append(log_mel(wav, config)[:, : padded_length(len(seg), pad_multiple) // config.hop_length])
+        mels.append(log_mel(wav, config)[:, : round_up(len(seg), pad_multiple) // config.hop_length])
     return mels

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vita_jax.audio.decoder_layers import Conv1d, GroupNorm, mish
+from vita_jax.audio.decoder_layers import Conv1d, GroupNorm, length_mask, mish
 
 MEL_SAMPLE_RATE, MEL_HOP = 22050, 256  # the constants of the original length formula
 
@@ -40,7 +40,7 @@ class LengthRegulator(nn.Module):
     @nn.compact
     def __call__(self, h, n_in, n_out, out_size):
         y = jnp.take(h, nearest_resize_indices(n_in, n_out, out_size), axis=1)
-        mask = (jnp.arange(out_size) < n_out).astype(h.dtype)[None, :, None]
+        mask = length_mask(out_size, n_out)
         for i in range(self.num_blocks):
             y = Conv1d(self.channels, 3, padding=1, name=f"model.{3 * i}")(y * mask)
             y = mish(GroupNorm(1, name=f"model.{3 * i + 1}")(y, mask))

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from vita_jax.audio.decoder_config import FlowConfig
+from vita_jax.audio.decoder_layers import length_mask
 from vita_jax.audio.flow_encoder import FlowEncoder
 from vita_jax.audio.flow_estimator import FlowEstimator
 from vita_jax.audio.flow_matching import LengthRegulator, solve_cfm
@@ -87,6 +88,6 @@ def flow_inference(params, cfg: FlowConfig, tokens, n_tokens, n_frames, noise, c
         embedding = jnp.zeros((tokens.shape[0], cfg.spk_embed_dim), jnp.float32)
     spks = speaker_vector(params, embedding)
     mu = encode_tokens(params, cfg, tokens, n_tokens, n_frames, out_size)
-    mask = (jnp.arange(out_size) < n_frames).astype(jnp.float32)[None, :, None]
+    mask = length_mask(out_size, n_frames)
     mel = solve_cfm(estimator_fn(params, cfg, padded), noise, mu, mask, spks, cond, n_timesteps, cfg.inference_cfg_rate)
     return mel * mask

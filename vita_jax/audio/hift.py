@@ -12,18 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from vita_jax.audio.decoder_config import HiftConfig
-from vita_jax.audio.decoder_layers import Conv1d, ConvTranspose1d
-
-
-def hann_window(n):
-    """Periodic Hann window (torch.hann_window / scipy get_window('hann', n, fftbins=True)), float64."""
-    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+from vita_jax.audio.decoder_layers import Conv1d, ConvTranspose1d, length_mask
+from vita_jax.audio.features import periodic_hann
 
 
 def _dft_bases(n_fft):
     """Windowed forward basis [n_fft, 2*bins] (real | imag) and windowed inverse bases [bins, n_fft]."""
     bins = n_fft // 2 + 1
-    win = hann_window(n_fft)
+    win = periodic_hann(n_fft)
     ang = 2 * np.pi * np.outer(np.arange(n_fft), np.arange(bins)) / n_fft  # [n, k]
     forward = np.concatenate([np.cos(ang), -np.sin(ang)], axis=1) * win[:, None]
     weight = np.full(bins, 2.0)
@@ -80,7 +76,7 @@ def istft(mag, phase, n_fft, hop, n_frames=None):
     mag = jnp.where(frame_valid, jnp.minimum(mag, 100.0), 0.0)
     _, inv_re, inv_im = _dft_bases(n_fft)
     frames = (mag * jnp.cos(phase)) @ inv_re + (mag * jnp.sin(phase)) @ inv_im  # windowed frames
-    win_sq = jnp.asarray(hann_window(n_fft) ** 2, jnp.float32)
+    win_sq = jnp.asarray(periodic_hann(n_fft) ** 2, jnp.float32)
     env = _overlap_add(frame_valid.astype(jnp.float32) * win_sq, hop)[0:1]
     out = _overlap_add(frames, hop)
     start, length = n_fft // 2, hop * (mag.shape[1] - 1)
@@ -93,11 +89,6 @@ class Snake(nn.Module):
     def __call__(self, x):
         alpha = self.param("alpha", nn.initializers.ones, (x.shape[-1],))
         return x + (1.0 / (alpha + 1e-9)) * jnp.square(jnp.sin(x * alpha))
-
-
-def length_mask(length, n_valid):
-    """[1, length, 1] float mask of the first `n_valid` (may be traced) positions."""
-    return (jnp.arange(length) < n_valid).astype(jnp.float32)[None, :, None]
 
 
 class ResBlock(nn.Module):

@@ -26,6 +26,7 @@ from vita_jax.audio.flow_matching import mel_length
 from vita_jax.audio.flow_model import flow_inference, init_flow_params
 from vita_jax.audio.hift import HiFTGenerator, draw_source_noise
 from vita_jax.audio.streaming import DEFAULT_CONTEXT_TOKENS, StreamingDecoder
+from vita_jax.round_up import round_up
 
 DEFAULT_SEED = 42
 
@@ -109,14 +110,10 @@ def _as_batch1(x, name, ndim):
     raise DecoderInputError(f"{name}: expected {ndim} dims (or a leading batch of 1), got shape {x.shape}")
 
 
-def bucket_length(n, step):
-    return -(-n // step) * step
-
-
 def bucket_frames(n):
     """Buffer length for `n` frames: a multiple of 2**(bits(n) - 5) (>= 2), at most ~6% padding
     and 16 buffer sizes per octave of lengths."""
-    return bucket_length(n, max(2, 2 ** (n.bit_length() - 5)))
+    return round_up(n, max(2, 2 ** (n.bit_length() - 5)))
 
 
 class SpeechDecoder:
@@ -165,7 +162,7 @@ class SpeechDecoder:
         """Mel [n_frames, n_mels] of the whole sequence `tokens` (prompt included) with the first
         frames conditioned on `prompt_feat` [F, n_mels]; `noise` [1, n_mels, T] covers all frames."""
         n_tok, n_frames = len(tokens), noise.shape[-1]
-        l_buf, t_buf = bucket_length(n_tok, self.token_bucket), bucket_frames(n_frames)
+        l_buf, t_buf = round_up(n_tok, self.token_bucket), bucket_frames(n_frames)
         tok = np.zeros((1, l_buf), np.int32)
         tok[0, :n_tok] = tokens
         noise_buf = np.zeros((1, t_buf, self.n_mels), np.float32)

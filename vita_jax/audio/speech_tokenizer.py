@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vita_jax.audio.features import frame_mask, padded_length, segment_log_mels, split_segments
+from vita_jax.audio.features import frame_mask, segment_log_mels, split_segments
 from vita_jax.audio.wav_io import AudioLoadError, check_waveform, load_audio, resample
 from vita_jax.audio.whisper_vq import WhisperVQEncoder
+from vita_jax.round_up import round_up
 
 BATCH_TOKEN_BUDGET = 1024  # codes per encoder call (~82 s of audio): bounds memory, fills the CPU
 BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # row counts a partial batch is padded to
@@ -30,7 +31,7 @@ def length_buckets(max_tokens, smallest=16):
     buckets, size = [], smallest
     while size < max_tokens:
         buckets.append(size)
-        size = padded_length(size * 5 // 4, 8)
+        size = round_up(size * 5 // 4, 8)
     return buckets + [max_tokens]
 
 

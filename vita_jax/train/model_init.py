@@ -8,12 +8,9 @@ import ml_collections
 
 from vita_jax.model import load_pretrained
 from vita_jax.nn.vita_audio import VitaAudio
+from vita_jax.round_up import round_up
 from vita_jax.sharding import model_param_shardings, put_global
 from vita_jax.train.grow_model import grow_mctp_modules, resize_vocab
-
-
-def round_up(n, multiple=8):
-    return -(-n // multiple) * multiple
 
 
 def initial_params(cfg, tokenizer_size, mesh):
@@ -25,7 +22,7 @@ def initial_params(cfg, tokenizer_size, mesh):
         mcfg = model.config
         params, hf_config = model.params, model.hf_config
         if mcfg.vocab_size < tokenizer_size:
-            mcfg.vocab_size = round_up(tokenizer_size)
+            mcfg.vocab_size = round_up(tokenizer_size, 8)
             params = resize_vocab(params, mcfg.vocab_size)
         mcfg.num_mctp_modules = stage.num_mctp_modules
         params = grow_mctp_modules(params, mcfg, stage.num_mctp_modules, jax.random.key(cfg.init.seed))
@@ -34,7 +31,7 @@ def initial_params(cfg, tokenizer_size, mesh):
     mcfg = ml_collections.ConfigDict(stage.to_dict())
     if mcfg.vocab_size < tokenizer_size:
         raise ValueError(f"model.vocab_size {mcfg.vocab_size} is smaller than the tokenizer ({tokenizer_size} "
-                         f"tokens); set --config.model.vocab_size={round_up(tokenizer_size)}")
+                         f"tokens); set --config.model.vocab_size={round_up(tokenizer_size, 8)}")
     module = VitaAudio(mcfg)
     dummy = jnp.zeros((1, 2), jnp.int32)
 
