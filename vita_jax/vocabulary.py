@@ -3,6 +3,7 @@
 END_OF_TEXT = 151643   # <|endoftext|>
 IM_START = 151644      # <|im_start|>
 IM_END = 151645        # <|im_end|>
+EOS_TOKEN_IDS = (IM_END, END_OF_TEXT)  # chat generation stops on either
 BASE_VOCAB_SIZE = 151665
 EXTRA_SPECIAL_TOKENS = (
     "<|begin_of_image|>", "<|end_of_image|>", "<|context_of_image|>",
@@ -24,6 +25,6 @@ def vocabulary_metadata(vocab_size):
     """What a checkpoint records about its vocabulary."""
     meta = {"vocab_size": vocab_size}
     if vocab_size == PADDED_VOCAB_SIZE:
-        meta.update(eos_token_ids=[IM_END, END_OF_TEXT], begin_of_audio=BEGIN_OF_AUDIO,
+        meta.update(eos_token_ids=list(EOS_TOKEN_IDS), begin_of_audio=BEGIN_OF_AUDIO,
                     end_of_audio=END_OF_AUDIO, audio_offset=AUDIO_OFFSET, num_audio_codes=NUM_AUDIO_CODES)
     return meta

@@ -66,11 +66,6 @@ class ShardedBatchIterator:
         for s, it in zip(self.shards, self._iterators):
             it.set_state(states[str(s)])
 
-    def start_prefetch(self):
-        for it in self._iterators:
-            if hasattr(it, "start_prefetch"):
-                it.start_prefetch()
-
     def close(self):
         for it in self._iterators:
             if hasattr(it, "close"):

@@ -25,7 +25,7 @@ from vita_jax.decode.schedule import LOSSLESS, Plan, plan_for
 from vita_jax.decode.state import StepContext, init_state
 from vita_jax.decode.streaming import RowEvents, notifier, register, unregister
 
-DEFAULT_EOS = (vocabulary.IM_END, vocabulary.END_OF_TEXT)
+DEFAULT_EOS = vocabulary.EOS_TOKEN_IDS
 MIN_BUCKET = 16
 MAX_EOS_IDS = 8  # eos ids are padded to this many (with -1) so their number does not recompile
 
