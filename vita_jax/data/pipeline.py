@@ -66,6 +66,12 @@ class ShardedBatchIterator:
         for s, it in zip(self.shards, self._iterators):
             it.set_state(states[str(s)])
 
+    def start_prefetch(self):
+        """Called by grain's orbax checkpoint handler after it restores the iterator state."""
+        for it in self._iterators:
+            if hasattr(it, "start_prefetch"):
+                it.start_prefetch()
+
     def close(self):
         for it in self._iterators:
             if hasattr(it, "close"):
