@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from configs.model import get_config  # noqa: E402
+from vita_jax.configs.model import get_config  # noqa: E402
 from vita_jax import VitaAudioModel  # noqa: E402
 from vita_jax.decode import TextEvent, decode, stream  # noqa: E402
 from vita_jax.decode.decoder import compile_ahead, prepare  # noqa: E402

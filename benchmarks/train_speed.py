@@ -37,7 +37,7 @@ def parse_args():
 
 def run_config(args):
     cfg = importlib.import_module(f"configs.{args.stage}").get_config()
-    from configs.model import get_config as model_config
+    from vita_jax.configs.model import get_config as model_config
 
     k = cfg.model.num_mctp_modules if args.num_mctp_modules is None else args.num_mctp_modules
     cfg.model = model_config(args.preset)

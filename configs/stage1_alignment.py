@@ -1,9 +1,5 @@
-"""Stage 1, audio-text alignment: the backbone (new vocabulary rows included) trains, no MCTP modules."""
+"""Stage 1, audio-text alignment: the backbone (new vocabulary rows included) trains, no MCTP modules.
+Pass this file to train.py (`--config configs/stage1_alignment.py[:tiny]`); the config ships in the package
+as vita_jax/configs/stage1_alignment.py, so an installed user can pass `--config stage1_alignment[:tiny]`."""
 
-from configs.train_base import base_config, finish
-
-
-def get_config(arg=""):
-    cfg = base_config("stage1_alignment", num_mctp_modules=0, trainable=("backbone",),
-                      lr={"backbone": 6e-5}, weight_decay=0.0, steps=8000, seq_len=8192)
-    return finish(cfg, arg)
+from vita_jax.configs.stage1_alignment import get_config  # noqa: F401

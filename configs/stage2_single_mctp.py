@@ -1,9 +1,5 @@
-"""Stage 2, single MCTP: module 0 trains (its layer copied from the backbone's last layer), backbone frozen."""
+"""Stage 2, single MCTP: module 0 trains (its layer copied from the backbone's last layer), backbone frozen.
+Pass this file to train.py (`--config configs/stage2_single_mctp.py[:tiny]`); the config ships in the package
+as vita_jax/configs/stage2_single_mctp.py, so an installed user can pass `--config stage2_single_mctp[:tiny]`."""
 
-from configs.train_base import base_config, finish
-
-
-def get_config(arg=""):
-    cfg = base_config("stage2_single_mctp", num_mctp_modules=1, trainable=("mctp",),
-                      lr={"mctp": 1e-3}, weight_decay=0.0, steps=4000, seq_len=8192)
-    return finish(cfg, arg)
+from vita_jax.configs.stage2_single_mctp import get_config  # noqa: F401

@@ -1,9 +1,5 @@
-"""Stage 3, multiple MCTP: modules 0..9 train (each new one copied from the one before), backbone frozen."""
+"""Stage 3, multiple MCTP: modules 0..9 train (each new one copied from the one before), backbone frozen.
+Pass this file to train.py (`--config configs/stage3_multi_mctp.py[:tiny]`); the config ships in the package
+as vita_jax/configs/stage3_multi_mctp.py, so an installed user can pass `--config stage3_multi_mctp[:tiny]`."""
 
-from configs.train_base import base_config, finish
-
-
-def get_config(arg=""):
-    cfg = base_config("stage3_multi_mctp", num_mctp_modules=10, trainable=("mctp",),
-                      lr={"mctp": 1e-3}, weight_decay=0.0, steps=8000, seq_len=8192)
-    return finish(cfg, arg)
+from vita_jax.configs.stage3_multi_mctp import get_config  # noqa: F401

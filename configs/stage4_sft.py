@@ -1,9 +1,5 @@
-"""Stage 4, supervised fine-tuning: everything trains, the MCTP modules at 10x the backbone's LR."""
+"""Stage 4, supervised fine-tuning: everything trains, the MCTP modules at 10x the backbone's LR.
+Pass this file to train.py (`--config configs/stage4_sft.py[:tiny]`); the config ships in the package
+as vita_jax/configs/stage4_sft.py, so an installed user can pass `--config stage4_sft[:tiny]`."""
 
-from configs.train_base import base_config, finish
-
-
-def get_config(arg=""):
-    cfg = base_config("stage4_sft", num_mctp_modules=10, trainable=("backbone", "mctp"),
-                      lr={"backbone": 5e-5, "mctp": 5e-4}, weight_decay=0.1, steps=4000, seq_len=2048)
-    return finish(cfg, arg)
+from vita_jax.configs.stage4_sft import get_config  # noqa: F401

@@ -10,9 +10,10 @@ from safetensors import safe_open
 from transformers import Qwen2ForCausalLM
 
 import vita_jax
-from conversion import hf_checkpoint, to_hf, to_jax
-from conversion.hf_checkpoint import CheckpointError
-from conversion.safetensors_io import SafetensorsError
+from vita_jax.cli import convert
+from vita_jax.convert import hf_checkpoint
+from vita_jax.convert.hf_checkpoint import CheckpointError
+from vita_jax.convert.safetensors_io import SafetensorsError
 from tests.hf_fixtures import make_mtp_checkpoint, make_qwen2_checkpoint
 
 
@@ -45,10 +46,10 @@ def test_mtp_round_trip_is_bit_identical(tmp_path, dtype, shards):
 def test_round_trip_through_vita_jax_checkpoint_cli(tmp_path, capsys):
     src, ckpt, out = (str(tmp_path / name) for name in ("src", "ckpt", "out"))
     make_mtp_checkpoint(src, num_mctp=3, dtype="bfloat16", shards=2)
-    to_jax.main(["--hf-dir", src, "--out", ckpt, "--scan-layers"])
+    convert.main(["llm-to-jax", "--hf-dir", src, "--out", ckpt, "--scan-layers"])
     meta = json.load(open(os.path.join(ckpt, "metadata.json")))
     assert meta["param_layout"] == "scanned" and meta["model_config"]["num_mctp_modules"] == 3
-    to_hf.main(["--ckpt", ckpt, "--out", out, "--dtype", "bfloat16", "--max-shard-size", "100KB"])
+    convert.main(["llm-to-hf", "--ckpt", ckpt, "--out", out, "--dtype", "bfloat16", "--max-shard-size", "100KB"])
     assert read_all(out) == read_all(src)
 
 

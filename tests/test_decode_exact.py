@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.model import tiny
+from vita_jax.configs.model import tiny
 from vita_jax import VitaAudioModel, load_pretrained
 from vita_jax.decode import decode
 from vita_jax.decode.decoder import compiled_program

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from configs.model import tiny
+from vita_jax.configs.model import tiny
 from vita_jax import VitaAudioModel
 from vita_jax.decode import decode
 from vita_jax.decode.decoder import _programs, bucket

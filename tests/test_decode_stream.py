@@ -61,8 +61,8 @@ def test_eos_ends_a_row_and_closing_stops_the_stream():
 def test_infer_cli_streams_raw_ids_as_json(tmp_path, capsys):
     import json
 
-    import infer
-    from configs.model import tiny
+    from vita_jax.cli import infer
+    from vita_jax.configs.model import tiny
     from vita_jax import VitaAudioModel
 
     config = tiny()

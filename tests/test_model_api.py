@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.model import get_config
+from vita_jax.configs.model import get_config
 from vita_jax import VitaAudioModel
 from vita_jax.model_config import from_hf_config, make_config
 from vita_jax.nn.vita_audio import VitaAudio

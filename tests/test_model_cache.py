@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.model import tiny
+from vita_jax.configs.model import tiny
 from vita_jax import VitaAudioModel
 from vita_jax.nn.kv_cache import init_backbone_cache, init_mctp_cache
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs.model import tiny
+from vita_jax.configs.model import tiny
 from vita_jax import VitaAudioModel
 from vita_jax.sharding import batch_sharding, make_mesh, shard_model_params
 

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from conversion import decoder_to_jax, decoder_to_pt
-from conversion.decoder_checkpoint import DecoderCheckpointError, import_state_dict
+from vita_jax.cli import convert
+from vita_jax.convert.decoder_checkpoint import DecoderCheckpointError, import_state_dict
 from tests.torch_refs.decoder_checkpoint import TINY_CONFIG, tiny_decoder, tiny_decoder_dir
 from tests.torch_refs.flow_ref import FlowRef
 from tests.torch_refs.hift_ref import HiFTRef
 from vita_jax.audio.decoder_config import DecoderConfigError, load_decoder_config
-from vita_jax.audio.speech_decoder import decoder_param_shapes, load_decoder
+from vita_jax.audio.decoder_params import decoder_param_shapes
+from vita_jax.audio.speech_decoder import load_decoder
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 def converted(tmp_path_factory):
     src, _, _ = tiny_decoder_dir()
     ckpt = str(tmp_path_factory.mktemp("ckpt") / "decoder_jax")
-    decoder_to_jax.main(["--decoder-dir", src, "--out", ckpt])
+    convert.main(["decoder-to-jax", "--decoder-dir", src, "--out", ckpt])
     return src, ckpt
 
 
@@ -33,7 +34,7 @@ def load_sd(path):
 def test_round_trip_returns_the_input_state_dicts_exactly(converted, tmp_path):
     src, ckpt = converted
     out = str(tmp_path / "pt")
-    decoder_to_pt.main(["--ckpt", ckpt, "--out", out])
+    convert.main(["decoder-to-pt", "--ckpt", ckpt, "--out", out])
     assert sorted(os.listdir(out)) == ["config.yaml", "flow.pt", "hift.pt"]
     for part, ref_cls in (("flow", FlowRef), ("hift", HiFTRef)):
         original, back = load_sd(os.path.join(src, f"{part}.pt")), load_sd(os.path.join(out, f"{part}.pt"))
@@ -49,7 +50,7 @@ def test_round_trip_returns_the_input_state_dicts_exactly(converted, tmp_path):
 def test_folded_export_equals_the_weight_norm_forward(converted, tmp_path):
     _, ckpt = converted
     out = str(tmp_path / "folded")
-    decoder_to_pt.main(["--ckpt", ckpt, "--out", out, "--fold-weight-norm"])
+    convert.main(["decoder-to-pt", "--ckpt", ckpt, "--out", out, "--fold-weight-norm"])
     folded = load_sd(os.path.join(out, "hift.pt"))
     assert not any(k.endswith(("weight_g", "weight_v")) for k in folded)
     _, _, hift = tiny_decoder()
@@ -136,7 +137,7 @@ def test_bad_config_yaml_gives_a_clear_error(tmp_path, edit, message):
 
 def test_real_config_has_exactly_the_keys_and_shapes_of_the_original_checkpoints():
     """The key lists of the real flow.pt / hift.pt (spec files, copied beside the torch references)."""
-    from conversion.decoder_checkpoint import key_table, torch_shape
+    from vita_jax.convert.decoder_checkpoint import key_table, torch_shape
     from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig
 
     shapes = decoder_param_shapes(DecoderConfig(FlowConfig(), HiftConfig()))

@@ -6,7 +6,7 @@ import pytest
 import soundfile
 
 from tests.torch_refs.decoder_checkpoint import tiny_decoder, tiny_decoder_dir
-from vita_jax.audio import decode
+from vita_jax.cli import speech_decode as decode
 from vita_jax.audio.speech_decoder import DecoderInputError
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")

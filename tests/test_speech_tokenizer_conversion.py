@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from conversion import tokenizer_to_hf, tokenizer_to_jax
-from conversion.tokenizer_checkpoint import TokenizerCheckpointError, import_hf_dir
+from vita_jax.cli import convert
+from vita_jax.convert.tokenizer_checkpoint import TokenizerCheckpointError, import_hf_dir
 from tests.torch_refs.whisper_vq_ref import random_ref, tiny_hf_config, write_tokenizer_dir
 
 CFG = tiny_hf_config(layers=3, quantize_position=2)
@@ -27,8 +27,8 @@ def hf_dir(tmp_path, model):
 
 
 def convert_round_trip(src, tmp_path):
-    tokenizer_to_jax.main(["--tokenizer-dir", src, "--out", str(tmp_path / "jax")])
-    tokenizer_to_hf.main(["--ckpt", str(tmp_path / "jax"), "--out", str(tmp_path / "back")])
+    convert.main(["tokenizer-to-jax", "--tokenizer-dir", src, "--out", str(tmp_path / "jax")])
+    convert.main(["tokenizer-to-hf", "--ckpt", str(tmp_path / "jax"), "--out", str(tmp_path / "back")])
     return str(tmp_path / "back")
 
 
@@ -88,7 +88,7 @@ def test_config_disagreeing_with_the_spec_is_rejected(hf_dir, tmp_path, file, ch
     rewrite_json(os.path.join(hf_dir, file), **changes)
     out = tmp_path / "jax"
     with pytest.raises(TokenizerCheckpointError) as err:
-        tokenizer_to_jax.main(["--tokenizer-dir", hf_dir, "--out", str(out)])
+        convert.main(["tokenizer-to-jax", "--tokenizer-dir", hf_dir, "--out", str(out)])
     assert message in str(err.value)
     assert os.path.join(hf_dir, file) in str(err.value) or "model.safetensors" in str(err.value)
     assert not out.exists()

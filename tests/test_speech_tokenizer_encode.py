@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from conversion import tokenizer_to_jax
+from vita_jax.cli import convert
 from tests.speech_tokenizer_helpers import reference_features, speech_pair, tiled
 from tests.torch_refs.whisper_vq_ref import random_ref, tiny_hf_config, write_tokenizer_dir
-from vita_jax.audio import encode as encode_cli
+from vita_jax.cli import speech_encode as encode_cli
 from vita_jax.audio import load_tokenizer
 from vita_jax.audio.features import FeatureConfig, split_segments
 from vita_jax.audio.wav_io import AudioLoadError
@@ -94,7 +94,7 @@ def test_encode_batch_equals_one_by_one(setup):
 
 def test_converted_checkpoint_gives_the_same_codes(setup):
     out = os.path.join(setup["tmp"], "converted")
-    tokenizer_to_jax.main(["--tokenizer-dir", setup["hf_dir"], "--out", out])
+    convert.main(["tokenizer-to-jax", "--tokenizer-dir", setup["hf_dir"], "--out", out])
     assert load_tokenizer(out).encode(setup["path"]) == setup["tok"].encode(setup["path"])
 
 

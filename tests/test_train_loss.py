@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs.model import tiny
+from vita_jax.configs.model import tiny
 from vita_jax import VitaAudioModel
 from vita_jax.data.chat_template import IGNORE
 from vita_jax.data.packing import empty_row

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import stage2_single_mctp, stage4_sft
-from configs.model import tiny
+from vita_jax.configs.model import tiny
 from tests.train_helpers import optim_config, packed_batch
 from vita_jax import VitaAudioModel
 from vita_jax.sharding import global_batch, make_mesh, model_param_shardings, put_global

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from configs import stage4_sft
-from configs.model import tiny
+from vita_jax.configs.model import tiny
 from tests.test_train_optimizer import run_steps
 from tests.train_helpers import optim_config, packed_batch
 from vita_jax import VitaAudioModel

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import stage1_alignment, stage2_single_mctp, stage3_multi_mctp, stage4_sft
-from configs.model import tiny
+from vita_jax.configs.model import tiny
 from tests.train_helpers import TINY_VOCAB, tiny_run_config
 from vita_jax import VitaAudioModel, load_pretrained
 from vita_jax.param_layout import convert_layer_layout

@@ -3,10 +3,11 @@
 import json
 import os
 
+from vita_jax.configs.train_base import TINY_DATA
 from vita_jax.data.tiny_tokenizer import build_tiny_tokenizer
 from vita_jax.data.tokenizer import VocabIds, load_tokenizer
 
-SAMPLE_DATA = os.path.join(os.path.dirname(__file__), "data", "sample.jsonl")
+SAMPLE_DATA = TINY_DATA
 NUM_AUDIO_CODES = 64
 TINY_VOCAB = 384  # 300 BPE + 20 specials + 64 audio tokens
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from vita_jax import param_checkpoint
+from vita_jax.convert.hf_checkpoint import copy_side_files, export_hf, import_hf
 from vita_jax.model_config import make_config
 from vita_jax.nn.dtypes import as_dtype
 from vita_jax.nn.vita_audio import VitaAudio
@@ -71,8 +72,6 @@ class VitaAudioModel:
 
     def save_pretrained(self, out_dir, dtype="bfloat16", max_shard_bytes=5 * 2**30):
         """Write the Hugging Face layout (config.json + sharded safetensors + index)."""
-        from conversion.hf_checkpoint import export_hf
-
         export_hf(self.params, self.config, out_dir, dtype=dtype, hf_config=self.hf_config,
                   max_shard_bytes=max_shard_bytes, copy_side_files_from=self.side_files_dir)
 
@@ -91,8 +90,6 @@ class VitaAudioModel:
 
         def add_side_files(tmp):
             if side:
-                from conversion.hf_checkpoint import copy_side_files
-
                 copy_side_files(side, os.path.join(tmp, SIDE_FILES_DIR))
 
         param_checkpoint.save_params(out_dir, self.params, CHECKPOINT_KIND, metadata, before_commit=add_side_files)
@@ -120,8 +117,6 @@ def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, 
         side = os.path.join(path, SIDE_FILES_DIR)
         side = side if os.path.isdir(side) else None
     else:
-        from conversion.hf_checkpoint import import_hf
-
         config, params, hf_config = import_hf(path, param_dtype=param_dtype, scan_layers=scan_layers,
                                               progress=progress)
         side = path

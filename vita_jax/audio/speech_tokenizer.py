@@ -20,6 +20,7 @@ import numpy as np
 from vita_jax.audio.features import frame_mask, segment_log_mels, split_segments
 from vita_jax.audio.wav_io import AudioLoadError, check_waveform, load_audio, resample
 from vita_jax.audio.whisper_vq import WhisperVQEncoder
+from vita_jax.convert.tokenizer_checkpoint import load_checkpoint
 from vita_jax.round_up import round_up
 
 BATCH_TOKEN_BUDGET = 1024  # codes per encoder call (~82 s of audio): bounds memory, fills the CPU
@@ -148,7 +149,5 @@ class SpeechTokenizer:
 def load_tokenizer(tokenizer_dir):
     """A SpeechTokenizer from an original `glm-4-voice-tokenizer` directory
     (config.json, preprocessor_config.json, *.safetensors) or this project's checkpoint."""
-    from conversion.tokenizer_checkpoint import load_checkpoint
-
     checkpoint = load_checkpoint(tokenizer_dir)
     return SpeechTokenizer(checkpoint.tree["params"], checkpoint.model_config, checkpoint.feature_config)

@@ -13,9 +13,9 @@ import os
 import jax
 import numpy as np
 
-from conversion.param_paths import get_path, set_path
+from vita_jax.convert.param_paths import get_path, set_path
 from vita_jax.audio.decoder_config import DecoderConfig, load_decoder_config
-from vita_jax.audio.speech_decoder import decoder_param_shapes
+from vita_jax.audio.decoder_params import decoder_param_shapes
 from vita_jax.param_checkpoint import is_param_checkpoint, load_params
 
 CHECKPOINT_KIND = "glm4voice_decoder"

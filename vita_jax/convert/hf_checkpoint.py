@@ -16,8 +16,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from conversion.param_paths import get_path, set_path
-from conversion.safetensors_io import SafetensorsReader, write_safetensors
+from vita_jax.convert.param_paths import get_path, set_path
+from vita_jax.convert.safetensors_io import SafetensorsReader, write_safetensors
 from vita_jax.atomic import atomic_directory
 from vita_jax.model_config import from_hf_config, to_hf_config
 from vita_jax.nn.dtypes import DTYPES

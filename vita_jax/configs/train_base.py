@@ -6,12 +6,14 @@ train, mesh, checkpoint, export, distributed. Every field can be overridden on t
 `python train.py --config configs/stage4_sft.py --config.optim.lr.mctp=1e-4`.
 """
 
+import os
+
 import ml_collections
 
-from configs.model import get_config as model_config
+from vita_jax.configs.model import get_config as model_config
 
 RELEASE_OPTIM = dict(b1=0.9, b2=0.95, eps=1e-8, grad_clip=1.0, warmup_ratio=0.03)
-TINY_DATA = "tests/data/sample.jsonl"
+TINY_DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "sample.jsonl")  # ships in the package
 
 
 def base_config(stage, num_mctp_modules, trainable, lr, weight_decay, steps, seq_len):

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from conversion.param_paths import get_path, set_path
+from vita_jax.convert.param_paths import get_path, set_path
 from vita_jax.atomic import atomic_directory
 from vita_jax.audio.features import FeatureConfig
 from vita_jax.audio.whisper_vq import WhisperVQConfig
