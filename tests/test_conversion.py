@@ -14,7 +14,7 @@ from vita_jax.cli import convert
 from vita_jax.convert import hf_checkpoint
 from vita_jax.convert.hf_checkpoint import CheckpointError
 from vita_jax.convert.safetensors_io import SafetensorsError
-from tests.hf_fixtures import make_mtp_checkpoint, make_qwen2_checkpoint
+from tests.helpers.hf_fixtures import make_mtp_checkpoint, make_qwen2_checkpoint
 
 
 def read_all(hf_dir):

@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tests.train_helpers import SAMPLE_DATA, tiny_tokenizer
+from tests.helpers.train import SAMPLE_DATA, tiny_tokenizer
 from vita_jax.data.audio_codes import AudioCodeResolver
 from vita_jax.data.chat_template import IGNORE
 from vita_jax.data.interleave import BOOST

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.train_helpers import NUM_AUDIO_CODES, tiny_tokenizer
+from tests.helpers.train import NUM_AUDIO_CODES, tiny_tokenizer
 from vita_jax import vocabulary
 from vita_jax.data.chat_template import IGNORE, render
 from vita_jax.data.interleave import BALANCE, BOOST, interleave, parse_ratios

@@ -8,7 +8,7 @@ import torch
 from transformers.generation.logits_process import (RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
                                                     TopKLogitsWarper, TopPLogitsWarper)
 
-from tests.test_decode_exact import PROMPTS, _padded_forward, decode_model
+from tests.helpers.decode import PROMPTS, padded_forward, decode_model
 from vita_jax.decode import decode
 from vita_jax.decode.sampling import Sampling, argmax, candidates, repetition_penalty
 
@@ -48,7 +48,7 @@ def test_sampling_is_seeded_and_stays_in_the_top_k():
     first = decode(model, PROMPTS, seed=7, **options).sequences
     np.testing.assert_array_equal(first, decode(model, PROMPTS, seed=7, **options).sequences)
     assert not np.array_equal(first, decode(model, PROMPTS, seed=8, **options).sequences)
-    forward = _padded_forward(model, 64)
+    forward = padded_forward(model, 64)
     for prompt, row in zip(PROMPTS, first.tolist()):
         for t, token in enumerate(row):
             seq = prompt + row[:t]
@@ -60,7 +60,7 @@ def test_sampling_is_seeded_and_stays_in_the_top_k():
 def test_greedy_with_repetition_penalty_equals_reference():
     model = decode_model()
     result = decode(model, PROMPTS, mode="vanilla", max_new_tokens=16, eos_token_ids=(), repetition_penalty=1.5)
-    forward = _padded_forward(model, 64)
+    forward = padded_forward(model, 64)
     for prompt, row in zip(PROMPTS, result.sequences.tolist()):
         seq = list(prompt)
         while len(seq) < len(prompt) + 16:

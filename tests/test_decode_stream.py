@@ -3,7 +3,7 @@ are cut at every end-of-audio id; closing the stream stops the loop."""
 
 import numpy as np
 
-from tests.test_decode_exact import MAX_NEW, PROMPTS, decode_model
+from tests.helpers.decode import MAX_NEW, PROMPTS, decode_model
 from vita_jax.decode import AudioChunkEvent, EndEvent, TextEvent, decode
 
 # Stand-ins in the 32-token test vocabulary: ids 16..31 are "audio codes", 15 ends an audio span.

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import vita_jax
-from tests.hf_fixtures import make_mtp_checkpoint, make_qwen2_checkpoint
+from tests.helpers.hf_fixtures import make_mtp_checkpoint, make_qwen2_checkpoint
 
 TOL = 1e-4
 

@@ -9,7 +9,7 @@ import pytest
 import soundfile
 
 from vita_jax.cli import convert
-from tests.speech_tokenizer_helpers import reference_features, speech_pair, tiled
+from tests.helpers.speech_tokenizer import reference_features, speech_pair, tiled
 from tests.torch_refs.whisper_vq_ref import random_ref, tiny_hf_config, write_tokenizer_dir
 from vita_jax.cli import speech_encode as encode_cli
 from vita_jax.audio import load_tokenizer

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vita_jax.convert.tokenizer_checkpoint import model_config_from_hf, state_dict_to_tree
-from tests.speech_tokenizer_helpers import reference_features, speech_pair, tiled
+from tests.helpers.speech_tokenizer import reference_features, speech_pair, tiled
 from tests.torch_refs.whisper_vq_ref import random_ref, tiny_hf_config
 from vita_jax.audio.whisper_vq import WhisperVQEncoder, block_causal_attention
 

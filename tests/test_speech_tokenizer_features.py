@@ -4,7 +4,7 @@ as GLM-4-Voice calls it (padding="longest", pad_to_multiple_of=1280)."""
 import numpy as np
 import pytest
 
-from tests.speech_tokenizer_helpers import espeak_speech, reference_features, tiled
+from tests.helpers.speech_tokenizer import espeak_speech, reference_features, tiled
 from vita_jax.audio.features import FeatureConfig, frame_mask, segment_log_mels, split_segments
 from vita_jax.round_up import round_up
 

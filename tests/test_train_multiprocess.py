@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 
-from configs import stage1_alignment
-from tests.train_helpers import tiny_run_config, tiny_tokenizer
+from vita_jax.configs import stage1_alignment
+from tests.helpers.train import tiny_run_config, tiny_tokenizer
 from vita_jax.train.loop import train
 
 
@@ -26,7 +26,7 @@ def test_two_processes_match_one_process(tmp_path):
     cfg.mesh.update(data=2, fsdp=2, tensor=1, devices=0)
     (tmp_path / "config.json").write_text(cfg.to_json())
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.multiprocess_train_worker", str(port), str(i),
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.helpers.multiprocess_train_worker", str(port), str(i),
                                str(tmp_path / "losses.json"), str(tmp_path / "config.json")],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
     logs = [p.communicate(timeout=300)[0] for p in procs]

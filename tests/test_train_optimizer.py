@@ -4,15 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import stage2_single_mctp, stage4_sft
+from vita_jax.configs import stage2_single_mctp, stage4_sft
 from vita_jax.configs.model import tiny
-from tests.train_helpers import optim_config, packed_batch
+from tests.helpers.train import optim_config, packed_batch, run_steps
 from vita_jax import VitaAudioModel
-from vita_jax.sharding import global_batch, make_mesh, model_param_shardings, put_global
+from vita_jax.sharding import make_mesh
 from vita_jax.train.optimizer import make_optimizer
 from vita_jax.train.param_groups import FROZEN, apply_updates, param_labels
-from vita_jax.train.train_state import init_train_state, jit_train_step
-from vita_jax.train.train_step import LossConfig
 
 
 def two_adam_steps(params, optim, trainable):
@@ -54,21 +52,6 @@ def test_frozen_parameters_do_not_move_and_have_no_optimizer_state():
     n_modules = sum(x.size for k, v in before.items() if k != "backbone" for x in jax.tree.leaves(v))
     assert n_state < 2 * n_modules + 100  # Adam's mu and nu for the modules only
     assert set(jax.tree.leaves(labels["backbone"])) == {FROZEN}
-
-
-def run_steps(cfg, params, optim, trainable, batch, mesh, steps=1, microbatches=1):
-    model_module = VitaAudioModel(cfg, params).module
-    params = put_global(params, model_param_shardings(model_module, mesh, params))
-    labels = param_labels(params, trainable)
-    tx = make_optimizer(optim, 100, labels)
-    state, state_sh = init_train_state(params, tx, mesh)
-    step = jit_train_step(model_module, tx, labels, LossConfig.of(cfg, trainable, 1.0), state_sh, mesh,
-                          microbatches)
-    losses = []
-    for _ in range(steps):
-        state, metrics = step(state, global_batch(batch, mesh))
-        losses.append(float(metrics["loss"]))
-    return jax.device_get(state["params"]), losses, metrics
 
 
 def test_frozen_backbone_is_bit_identical_after_train_steps():

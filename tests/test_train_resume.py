@@ -6,8 +6,8 @@ import shutil
 
 import numpy as np
 
-from configs import stage4_sft
-from tests.train_helpers import tiny_run_config
+from vita_jax.configs import stage4_sft
+from tests.helpers.train import tiny_run_config
 from vita_jax.train.loop import train
 
 

@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from configs import stage4_sft
+from vita_jax.configs import stage4_sft
 from vita_jax.configs.model import tiny
-from tests.test_train_optimizer import run_steps
-from tests.train_helpers import optim_config, packed_batch
+from tests.helpers.train import run_steps
+from tests.helpers.train import optim_config, packed_batch
 from vita_jax import VitaAudioModel
 from vita_jax.sharding import make_mesh
 

@@ -5,9 +5,9 @@ import jax
 import numpy as np
 import pytest
 
-from configs import stage1_alignment, stage2_single_mctp, stage3_multi_mctp, stage4_sft
+from vita_jax.configs import stage1_alignment, stage2_single_mctp, stage3_multi_mctp, stage4_sft
 from vita_jax.configs.model import tiny
-from tests.train_helpers import TINY_VOCAB, tiny_run_config
+from tests.helpers.train import TINY_VOCAB, tiny_run_config
 from vita_jax import VitaAudioModel, load_pretrained
 from vita_jax.param_layout import convert_layer_layout
 from vita_jax.train.grow_model import grow_mctp_modules, resize_vocab
@@ -67,7 +67,7 @@ def test_resize_vocab_keeps_old_rows_and_adds_mean_rows():
 
 
 def test_stage_from_hugging_face_checkpoint_and_export_back(tmp_path):
-    from tests.hf_fixtures import make_qwen2_checkpoint
+    from tests.helpers.hf_fixtures import make_qwen2_checkpoint
 
     make_qwen2_checkpoint(str(tmp_path / "hf"))
     original = load_pretrained(str(tmp_path / "hf"), progress=False)

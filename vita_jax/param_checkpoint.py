@@ -11,7 +11,6 @@ import json
 import os
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from vita_jax.atomic import atomic_directory

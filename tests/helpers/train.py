@@ -1,8 +1,15 @@
 """Shared pieces of the training and data tests: the tiny tokenizer and tiny run configs."""
 
 import json
-import os
 
+import jax
+
+from vita_jax import VitaAudioModel
+from vita_jax.sharding import global_batch, model_param_shardings, put_global
+from vita_jax.train.optimizer import make_optimizer
+from vita_jax.train.param_groups import param_labels
+from vita_jax.train.train_state import init_train_state, jit_train_step
+from vita_jax.train.train_step import LossConfig
 from vita_jax.configs.train_base import TINY_DATA
 from vita_jax.data.tiny_tokenizer import build_tiny_tokenizer
 from vita_jax.data.tokenizer import VocabIds, load_tokenizer
@@ -61,3 +68,18 @@ def packed_batch(vocab, rows=4, seq_len=32, seed=0):
             batch["positions"][r, a:b] = np.arange(b - a)
         batch["labels"][r, batch["segment_ids"][r] == 0] = -100
     return batch
+
+
+def run_steps(cfg, params, optim, trainable, batch, mesh, steps=1, microbatches=1):
+    model_module = VitaAudioModel(cfg, params).module
+    params = put_global(params, model_param_shardings(model_module, mesh, params))
+    labels = param_labels(params, trainable)
+    tx = make_optimizer(optim, 100, labels)
+    state, state_sh = init_train_state(params, tx, mesh)
+    step = jit_train_step(model_module, tx, labels, LossConfig.of(cfg, trainable, 1.0), state_sh, mesh,
+                          microbatches)
+    losses = []
+    for _ in range(steps):
+        state, metrics = step(state, global_batch(batch, mesh))
+        losses.append(float(metrics["loss"]))
+    return jax.device_get(state["params"]), losses, metrics

@@ -1,4 +1,4 @@
-"""One process of the 2-process training test: python -m tests.multiprocess_train_worker PORT ID OUT.json CONFIG.json
+"""One process of the 2-process training test: python -m tests.helpers.multiprocess_train_worker PORT ID OUT.json CONFIG.json
 
 Sets up 2 fake CPU devices, joins the JAX cluster over 127.0.0.1 (gloo collectives) and trains
 the run config given as JSON; writes {step: loss} to OUT.json (process 0)."""

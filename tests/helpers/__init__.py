@@ -1,0 +1,1 @@
+"""Shared test helpers: tiny checkpoints and configs, decode references, training steps (no test file imports another)."""
