@@ -131,9 +131,7 @@ def summary(entry, bandwidth, per_forward):
 def bench_config(name, args, bandwidth):
     """Compile every mode, then time them in interleaved rounds (so that a burst of load from
     other processes hits every mode alike) and keep each one's best."""
-    config = get_config(name)
-    config.vocab_size = args.vocab_size
-    config.num_mctp_modules = args.num_modules
+    config = get_config(name).replace(vocab_size=args.vocab_size, num_mctp_modules=args.num_modules)
     model = VitaAudioModel.random(config, seed=0)
     per_forward = weight_bytes(model.params)
     prompt = np.random.default_rng(0).integers(0, min(config.vocab_size, 151643), (1, args.prompt_length))

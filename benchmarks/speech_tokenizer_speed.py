@@ -30,7 +30,7 @@ def random_tokenizer(config):
     model = WhisperVQEncoder(config)
     frames = 8
     variables = jax.jit(model.init)(
-        jax.random.PRNGKey(0), jnp.zeros((1, frames, config.num_mel_bins)), jnp.ones((1, frames), bool)
+        jax.random.key(0), jnp.zeros((1, frames, config.num_mel_bins)), jnp.ones((1, frames), bool)
     )
     return SpeechTokenizer(variables["params"], config, FeatureConfig(n_mels=config.num_mel_bins))
 

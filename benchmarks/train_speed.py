@@ -36,13 +36,12 @@ def parse_args():
 
 
 def run_config(args):
-    cfg = importlib.import_module(f"configs.{args.stage}").get_config()
+    cfg = importlib.import_module(f"vita_jax.configs.{args.stage}").get_config()
     from vita_jax.configs.model import get_config as model_config
 
     k = cfg.model.num_mctp_modules if args.num_mctp_modules is None else args.num_mctp_modules
-    cfg.model = model_config(args.preset)
-    cfg.model.update(num_mctp_modules=k, scan_layers=True,
-                     dtype=args.dtype or ("bfloat16" if args.memory else "float32"))
+    cfg.model = model_config(args.preset).replace(
+        num_mctp_modules=k, scan_layers=True, dtype=args.dtype or ("bfloat16" if args.memory else "float32")).to_dict()
     return cfg
 
 
@@ -52,6 +51,7 @@ def setup(cfg, mesh, abstract):
     import jax
     import jax.numpy as jnp
 
+    from vita_jax.model_config import ModelConfig
     from vita_jax.nn.vita_audio import VitaAudio
     from vita_jax.sharding import model_param_shardings, opt_state_shardings, replicated
     from vita_jax.train.optimizer import make_optimizer
@@ -59,7 +59,7 @@ def setup(cfg, mesh, abstract):
     from vita_jax.train.train_state import init_train_state
     from vita_jax.train.train_step import LossConfig
 
-    module = VitaAudio(cfg.model)
+    module = VitaAudio(ModelConfig.from_dict(cfg.model))
 
     def init(rng):
         return nn.meta.unbox(module.init(rng, jnp.zeros((1, 2), jnp.int32))["params"])

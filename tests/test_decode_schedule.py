@@ -8,7 +8,8 @@ import pytest
 from vita_jax.configs.model import tiny
 from vita_jax import VitaAudioModel
 from vita_jax.decode import decode
-from vita_jax.decode.decoder import _programs, bucket
+from vita_jax.decode.decoder import bucket
+from tests.helpers.compiles import count_compiles
 from vita_jax.decode.schedule import Cycle, parse_mode, plan_for
 
 
@@ -77,6 +78,6 @@ def _never_decoded_model():
 ])
 def test_bad_input_fails_before_compiling(prompt, options, message):
     model = _never_decoded_model()
-    with pytest.raises(ValueError, match=message):
+    with count_compiles() as counts, pytest.raises(ValueError, match=message):
         decode(model, prompt, **{"mode": "vanilla", **options})
-    assert model not in _programs  # nothing was traced or compiled
+    assert counts.traces == 0 and counts.compiles == 0  # nothing was traced or compiled

@@ -65,8 +65,7 @@ def test_infer_cli_streams_raw_ids_as_json(tmp_path, capsys):
     from vita_jax.configs.model import tiny
     from vita_jax import VitaAudioModel
 
-    config = tiny()
-    config.num_mctp_modules = 2
+    config = tiny().replace(num_mctp_modules=2)
     VitaAudioModel.random(config, seed=0).save_pretrained(str(tmp_path / "ckpt"), dtype="float32")
     capsys.readouterr()
     infer.main(["--checkpoint", str(tmp_path / "ckpt"), "--input-ids", "1,2,3", "--mode", "1,2",

@@ -7,7 +7,7 @@ import pytest
 
 from vita_jax.configs.model import get_config
 from vita_jax import VitaAudioModel
-from vita_jax.model_config import from_hf_config, make_config
+from vita_jax.model_config import ModelConfig, from_hf_config
 from vita_jax.nn.vita_audio import VitaAudio
 
 
@@ -66,9 +66,9 @@ def test_7b_parameter_counts_match_the_spec():
 
 def test_config_errors():
     with pytest.raises(ValueError, match="num_heads 6 is not a multiple of num_kv_heads 4"):
-        make_config(num_heads=6, num_kv_heads=4, hidden_size=96)
+        ModelConfig(num_heads=6, num_kv_heads=4, hidden_size=96)
     with pytest.raises(KeyError, match="unknown model config fields"):
-        make_config(hidden=3)
+        ModelConfig.from_dict({"hidden": 3})
     with pytest.raises(KeyError, match="missing required field 'hidden_size'"):
         from_hf_config({"model_type": "qwen2", "num_hidden_layers": 2, "num_attention_heads": 2}, "x/config.json")
     with pytest.raises(ValueError, match="unknown model preset 'big'"):
@@ -77,11 +77,9 @@ def test_config_errors():
 
 @pytest.mark.parametrize("scan_layers", [False, True])
 def test_remat_changes_memory_not_results(scan_layers):
-    cfg = get_config("tiny")
-    cfg.scan_layers = scan_layers
+    cfg = get_config("tiny").replace(scan_layers=scan_layers)
     plain = VitaAudioModel.random(cfg, seed=1)
-    cfg_remat = get_config("tiny")
-    cfg_remat.scan_layers, cfg_remat.remat = scan_layers, True
+    cfg_remat = cfg.replace(remat=True)
     ids = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 8)), jnp.int32)
 
     def loss(params, module):

@@ -26,8 +26,7 @@ def chunks_with_padding(tokens, sizes, chunk):
 
 @pytest.mark.parametrize("scan_layers", [False, True])
 def test_backbone_chunks_equal_full_forward(scan_layers):
-    cfg = tiny()
-    cfg.scan_layers = scan_layers
+    cfg = tiny().replace(scan_layers=scan_layers)
     model = VitaAudioModel.random(cfg, seed=1)
     tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 15)).astype(np.int32)
     full = np.asarray(model.forward(tokens).hidden)

@@ -13,8 +13,7 @@ from vita_jax.sharding import batch_sharding, make_mesh, shard_model_params
 def test_sharded_forward_matches_single_device(scan_layers):
     if jax.device_count() < 8:
         pytest.fail("needs XLA_FLAGS=--xla_force_host_platform_device_count=8 (set in tests/conftest.py)")
-    cfg = tiny()
-    cfg.scan_layers = scan_layers
+    cfg = tiny().replace(scan_layers=scan_layers)
     model = VitaAudioModel.random(cfg, seed=5)
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (4, 10)).astype(np.int32)
     want = model.forward(ids)
@@ -22,7 +21,7 @@ def test_sharded_forward_matches_single_device(scan_layers):
     sharded = shard_model_params(model, mesh)
     q_kernel = sharded["backbone"]["layers"]["layer"] if scan_layers else sharded["backbone"]["layers_0"]
     assert len(q_kernel["self_attn"]["q_proj"]["kernel"].sharding.device_set) == 8
-    got = model._forward({"params": sharded}, jax.device_put(ids, batch_sharding(mesh)), None, None, with_logits=True)
+    got = VitaAudioModel(cfg, sharded).forward(jax.device_put(ids, batch_sharding(mesh)))
     np.testing.assert_allclose(np.asarray(got.logits), np.asarray(want.logits), atol=1e-5)
     for k in range(cfg.num_mctp_modules):
         np.testing.assert_allclose(np.asarray(got.mctp_logits[k]), np.asarray(want.mctp_logits[k]), atol=1e-5)

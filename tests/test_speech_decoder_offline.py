@@ -23,14 +23,14 @@ def test_token2wav_length_range_and_determinism(dec):
     assert wav.shape == (256 * dec.mel_frames(len(CODES)),) == (256 * 89,)
     assert wav.dtype == np.float32 and np.isfinite(wav).all() and np.abs(wav).max() <= 0.99
     np.testing.assert_array_equal(wav, dec.token2wav(CODES))
-    assert not np.array_equal(wav, dec.token2wav(CODES, key=jax.random.PRNGKey(7)))
+    assert not np.array_equal(wav, dec.token2wav(CODES, key=jax.random.key(7)))
 
 
 def test_mel2wav_draws_the_source_from_the_key(dec):
     mel = dec.token2mel(CODES)
-    a, b = dec.mel2wav(mel, key=jax.random.PRNGKey(1)), dec.mel2wav(mel[None], key=jax.random.PRNGKey(1))
+    a, b = dec.mel2wav(mel, key=jax.random.key(1)), dec.mel2wav(mel[None], key=jax.random.key(1))
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, dec.mel2wav(mel, key=jax.random.PRNGKey(2)))
+    assert not np.array_equal(a, dec.mel2wav(mel, key=jax.random.key(2)))
 
 
 @pytest.mark.parametrize("codes,message", [

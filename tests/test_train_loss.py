@@ -75,8 +75,7 @@ def test_packed_losses_equal_per_sample_losses():
 
 
 def test_frozen_backbone_drops_the_main_loss_and_its_gradient():
-    cfg = tiny()
-    cfg.num_mctp_modules = 1
+    cfg = tiny().replace(num_mctp_modules=1)
     model = VitaAudioModel.random(cfg, seed=2)
     batch = pack([random_samples(np.random.default_rng(1), [6, 8], cfg.vocab_size)], seq_len=16)
     offsets = head_offsets(cfg.num_mctp_modules, False)

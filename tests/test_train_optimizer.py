@@ -68,8 +68,7 @@ def test_frozen_backbone_is_bit_identical_after_train_steps():
 
 
 def test_gradient_accumulation_equals_the_full_batch():
-    cfg = tiny()
-    cfg.num_mctp_modules = 1
+    cfg = tiny().replace(num_mctp_modules=1)
     params = VitaAudioModel.random(cfg, seed=4).params
     batch = packed_batch(cfg.vocab_size)
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])

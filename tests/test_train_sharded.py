@@ -15,9 +15,7 @@ from vita_jax.sharding import make_mesh
 def test_sharded_train_step_matches_single_device():
     if jax.device_count() < 8:
         pytest.fail("needs XLA_FLAGS=--xla_force_host_platform_device_count=8 (set in tests/conftest.py)")
-    cfg = tiny()
-    cfg.scan_layers = True  # the training layout (tests/test_sharding.py covers both for the forward)
-    cfg.num_mctp_modules = 2
+    cfg = tiny().replace(scan_layers=True, num_mctp_modules=2)  # the training layout (test_sharding covers both)
     params = jax.device_get(VitaAudioModel.random(cfg, seed=7).params)
     batch = packed_batch(cfg.vocab_size, rows=4)
     # Step 0 runs at LR 0 (warm-up), step 1 moves the parameters. A large Adam eps makes the update

@@ -37,8 +37,7 @@ def test_stage_configs_reproduce_the_curriculum(stage):
 
 @pytest.mark.parametrize("scan_layers", [False, True])
 def test_new_modules_are_initialised_from_the_layer_before(scan_layers):
-    cfg = tiny()
-    cfg.num_mctp_modules = 0
+    cfg = tiny().replace(num_mctp_modules=0)
     params = VitaAudioModel.random(cfg, seed=0).params
     params = convert_layer_layout(params, cfg.num_layers, scan_layers)
     last_layer = params["backbone"][f"layers_{cfg.num_layers - 1}"] if not scan_layers else jax.tree.map(

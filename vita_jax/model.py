@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from vita_jax import param_checkpoint
 from vita_jax.convert.hf_checkpoint import copy_side_files, export_hf, import_hf
-from vita_jax.model_config import make_config
+from vita_jax.model_config import ModelConfig
 from vita_jax.nn.dtypes import as_dtype
 from vita_jax.nn.vita_audio import VitaAudio
 from vita_jax.param_layout import convert_layer_layout
@@ -24,7 +24,7 @@ SIDE_FILES_DIR = "hf_files"  # tokenizer / generation files carried inside our o
 
 
 class VitaAudioModel:
-    """Holds `config` (ConfigDict) and `params` (a plain pytree); methods are pure and jitted."""
+    """Holds `config` (ModelConfig) and `params` (a plain pytree); methods are pure and jitted."""
 
     def __init__(self, config, params, hf_config=None, side_files_dir=None):
         self.config = config
@@ -41,10 +41,6 @@ class VitaAudioModel:
         variables = jax.jit(module.init)(jax.random.key(seed), dummy)
         return cls(config, nn.meta.unbox(variables["params"]))
 
-    @functools.cached_property
-    def _forward(self):
-        return jax.jit(self.module.apply, static_argnames=("detach_backbone", "with_logits"))
-
     def forward(self, input_ids, segment_ids=None, positions=None, with_logits=True):
         """Training-style forward over [B, T] ids (see VitaAudio.__call__)."""
         input_ids = jnp.asarray(input_ids, jnp.int32)
@@ -56,7 +52,7 @@ class VitaAudioModel:
         for name, extra in (("segment_ids", segment_ids), ("positions", positions)):
             if extra is not None and jnp.shape(extra) != input_ids.shape:
                 raise ValueError(f"{name} shape {jnp.shape(extra)} differs from input_ids shape {input_ids.shape}")
-        return self._forward({"params": self.params}, input_ids, segment_ids, positions, with_logits=with_logits)
+        return _forward(self.params, input_ids, segment_ids, positions, config=self.config, with_logits=with_logits)
 
     def generate(self, input_ids, mode="turbo", max_new_tokens=128, **options):
         """Generated ids [B, N] (padded after a row stops); see `vita_jax.decode.decoder.prepare`."""
@@ -95,6 +91,11 @@ class VitaAudioModel:
         param_checkpoint.save_params(out_dir, self.params, CHECKPOINT_KIND, metadata, before_commit=add_side_files)
 
 
+@functools.partial(jax.jit, static_argnames=("config", "with_logits"))
+def _forward(params, input_ids, segment_ids, positions, *, config, with_logits):
+    return VitaAudio(config).apply({"params": params}, input_ids, segment_ids, positions, with_logits=with_logits)
+
+
 def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, remat=False, progress=True):
     """Load a Hugging Face directory (qwen2 / qwen2_mtp) or a vita_jax checkpoint.
 
@@ -106,13 +107,13 @@ def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, 
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
     if param_checkpoint.is_param_checkpoint(path):
         params, meta = param_checkpoint.load_params(path, kind=CHECKPOINT_KIND)
-        config = make_config(**meta["model_config"])
+        config = ModelConfig.from_dict(meta["model_config"], source=os.path.join(path, "metadata.json"))
         if config.scan_layers != scan_layers:
             params = convert_layer_layout(params, config.num_layers, scan_layers)
-            config.scan_layers = scan_layers
+            config = config.replace(scan_layers=scan_layers)
         if param_dtype is not None:
             params = jax.tree.map(lambda x: x.astype(as_dtype(param_dtype)), params)
-            config.param_dtype = param_dtype
+            config = config.replace(param_dtype=param_dtype)
         hf_config = meta.get("hf_config")
         side = os.path.join(path, SIDE_FILES_DIR)
         side = side if os.path.isdir(side) else None
@@ -120,5 +121,5 @@ def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, 
         config, params, hf_config = import_hf(path, param_dtype=param_dtype, scan_layers=scan_layers,
                                               progress=progress)
         side = path
-    config.dtype, config.remat = dtype, remat
+    config = config.replace(dtype=dtype, remat=remat)
     return VitaAudioModel(config, params, hf_config, side_files_dir=side)

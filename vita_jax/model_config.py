@@ -1,4 +1,5 @@
-"""The model configuration (an ml_collections ConfigDict) and its mapping to Hugging Face config.json.
+"""The model configuration (a frozen, hashable dataclass: a static argument of every compiled
+program, so no program can see a config change) and its mapping to Hugging Face config.json.
 
 Fields
   vocab_size, hidden_size, intermediate_size, num_layers (backbone layers L),
@@ -9,49 +10,61 @@ Fields
   remat (recompute each decoder layer's activations in the backward pass instead of keeping
   them: training memory for compute), dtype (compute dtype of matmuls), param_dtype (dtype
   parameters are created in).
+
+Changing a field builds a new config: `cfg.replace(num_mctp_modules=3)`. Run configs
+(ml_collections, overridable on the command line) hold the same fields as a plain dict section;
+`ModelConfig.from_dict` is the one conversion between them.
 """
 
-import ml_collections
+import dataclasses
 
 HF_MODEL_TYPES = ("qwen2", "qwen2_mtp")
 
 
-def make_config(**fields):
-    """A model ConfigDict with defaults for everything not given."""
-    cfg = ml_collections.ConfigDict(
-        dict(
-            vocab_size=168072,
-            hidden_size=896,
-            intermediate_size=4864,
-            num_layers=24,
-            num_heads=14,
-            num_kv_heads=2,
-            head_dim=0,  # 0: hidden_size // num_heads
-            rope_theta=1e6,
-            rms_norm_eps=1e-6,
-            max_position_embeddings=32768,
-            num_mctp_modules=10,
-            scan_layers=False,
-            remat=False,
-            dtype="float32",
-            param_dtype="float32",
-        )
-    )
-    unknown = set(fields) - set(cfg.keys())
-    if unknown:
-        raise KeyError(f"unknown model config fields: {sorted(unknown)}")
-    cfg.update(fields)
-    if not cfg.head_dim:
-        cfg.head_dim = cfg.hidden_size // cfg.num_heads
-    validate(cfg)
-    return cfg
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 168072
+    hidden_size: int = 896
+    intermediate_size: int = 4864
+    num_layers: int = 24
+    num_heads: int = 14
+    num_kv_heads: int = 2
+    head_dim: int = 0  # 0: hidden_size // num_heads
+    rope_theta: float = 1e6
+    rms_norm_eps: float = 1e-6
+    max_position_embeddings: int = 32768
+    num_mctp_modules: int = 10
+    scan_layers: bool = False
+    remat: bool = False
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+
+    def __post_init__(self):
+        if not self.head_dim and self.num_heads > 0:
+            object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
+        validate(self)
+
+    @classmethod
+    def from_dict(cls, fields, source="model config"):
+        """From a dict (checkpoint metadata, a run config's `model` section); unknown keys are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(fields) - known
+        if unknown:
+            raise KeyError(f"{source}: unknown model config fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**dict(fields))
+
+    def replace(self, **fields):
+        return dataclasses.replace(self, **fields)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
 
 
 def validate(cfg):
     """Raise ValueError naming the field when the geometry is inconsistent."""
     for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "head_dim"):
-        if int(cfg[name]) <= 0:
-            raise ValueError(f"model config: {name} must be positive, got {cfg[name]}")
+        if int(getattr(cfg, name)) <= 0:
+            raise ValueError(f"model config: {name} must be positive, got {getattr(cfg, name)}")
     if cfg.num_heads % cfg.num_kv_heads:
         raise ValueError(f"model config: num_heads {cfg.num_heads} is not a multiple of num_kv_heads {cfg.num_kv_heads}")
     if cfg.head_dim % 2:
@@ -61,7 +74,7 @@ def validate(cfg):
 
 
 def from_hf_config(hf, source="config.json"):
-    """Build a ConfigDict from a Hugging Face config dict of model_type qwen2 / qwen2_mtp."""
+    """Build a ModelConfig from a Hugging Face config dict of model_type qwen2 / qwen2_mtp."""
     model_type = hf.get("model_type")
     if model_type not in HF_MODEL_TYPES:
         raise ValueError(f"{source}: unknown model_type {model_type!r}; supported: {', '.join(HF_MODEL_TYPES)}")
@@ -81,7 +94,7 @@ def from_hf_config(hf, source="config.json"):
         raise ValueError(f"{source}: num_hidden_layers {total_layers} must exceed num_nextn_predict_layers {num_mctp}")
     num_heads = int(_required(hf, "num_attention_heads", source))
     hidden = int(_required(hf, "hidden_size", source))
-    return make_config(
+    return ModelConfig(
         vocab_size=int(_required(hf, "vocab_size", source)),
         hidden_size=hidden,
         intermediate_size=int(_required(hf, "intermediate_size", source)),

@@ -28,8 +28,7 @@ def decode_model():
     """tiny geometry with K=10 modules (the presets need 10) and a vocabulary of 32. Random weights,
     the embedding and lm_head scaled by 10 and the layers by 1.5, so that greedy outputs wander
     instead of repeating one token (and every greedy choice in these tests wins by > 0.008)."""
-    config = tiny()
-    config.vocab_size, config.num_mctp_modules = 32, 10
+    config = tiny().replace(vocab_size=32, num_mctp_modules=10)
     return rescaled(VitaAudioModel.random(config, seed=1), lambda name, x: x if "norm" in name else
                      x * (10.0 if "embed_tokens" in name or "lm_head" in name else 1.5))
 

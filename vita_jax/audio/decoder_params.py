@@ -21,7 +21,7 @@ def decoder_param_shapes(cfg: DecoderConfig):
         return {"flow": init_flow_params(cfg.flow, k_flow),
                 "hift": HiFTGenerator(cfg.hift).init(k_hift, mel, phase, noise)["params"]}
 
-    return jax.eval_shape(init, jax.random.PRNGKey(0))
+    return jax.eval_shape(init, jax.random.key(0))
 
 
 def random_decoder_params(cfg: DecoderConfig, seed=0):

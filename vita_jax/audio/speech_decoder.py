@@ -9,7 +9,7 @@ hift.pt) or this project's converted checkpoint and returns a `SpeechDecoder`:
     dec.stream(code_chunks, key=None)           -> iterator of wav chunks (spec section 6)
 
 Randomness (the CFM's initial noise, the NSF source's phases and noise) comes from an
-explicit PRNG key; `key=None` means `jax.random.PRNGKey(42)`, the original's fixed seed.
+explicit PRNG key; `key=None` means `jax.random.key(42)`, the original's fixed seed.
 The flow runs in token buffers rounded up to `token_bucket` tokens, and the flow and HiFT in
 mel buffers rounded up by `bucket_frames` (padding is masked out exactly), so one compiled
 program serves all lengths of a bucket.
@@ -104,8 +104,8 @@ class SpeechDecoder:
 
     @staticmethod
     def resolve_key(key):
-        """`key`, or the fixed default PRNGKey(42) when None."""
-        return jax.random.PRNGKey(DEFAULT_SEED) if key is None else key
+        """`key`, or the fixed default key(42) when None."""
+        return jax.random.key(DEFAULT_SEED) if key is None else key
 
     def mel_frames(self, n_tokens):
         """T for `n_tokens` codes: int(float32(N) / 12.5 * 22050 / 256)."""

@@ -11,6 +11,7 @@ jitted encoder compiles once per (batch, length) bucket. Valid frames never see 
 """
 
 import dataclasses
+import functools
 import os
 
 import jax
@@ -46,6 +47,13 @@ class Segment:
     n_samples: int
 
 
+@functools.partial(jax.jit, static_argnames="config")
+def _encode_program(variables, features, mask, *, config):
+    """Codes of a padded feature batch; one compiled program per (config, shapes), shared by
+    every tokenizer of the same config."""
+    return WhisperVQEncoder(config).apply(variables, features, mask)
+
+
 class SpeechTokenizer:
     """Holds the encoder variables on device and one jitted encoder (compiled per shape bucket)."""
 
@@ -57,7 +65,6 @@ class SpeechTokenizer:
         self.samples_per_token = feature_config.hop_length * self.frames_per_token
         max_tokens = feature_config.segment_samples // self.samples_per_token
         self.buckets = length_buckets(max_tokens)
-        self._encoder = jax.jit(WhisperVQEncoder(model_config).apply)
 
     # ---- front end ----
 
@@ -93,7 +100,7 @@ class SpeechTokenizer:
         for row, seg in enumerate(segments):
             features[row, : seg.features.shape[0]] = seg.features
             mask[row] = frame_mask(seg.n_samples, frames, self.feature_config.hop_length)
-        return self._encoder(self.variables, features, mask)
+        return _encode_program(self.variables, features, mask, config=self.model_config)
 
     def _batches(self, segments):
         """Longest first, greedily: a batch takes the bucket of its first (longest) segment and

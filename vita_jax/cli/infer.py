@@ -82,8 +82,7 @@ def demo():
     """A random tiny qwen2_mtp model (K=10) -> Hugging Face layout -> import -> streamed Turbo and
     Vanilla decoding. Its 256-id vocabulary stands in for the real one: ids >= 128 play audio
     codes and 127 plays <|end_of_audio|>, so the stream shows audio chunks."""
-    config = get_config("tiny")
-    config.num_mctp_modules = 10
+    config = get_config("tiny").replace(num_mctp_modules=10)
     with tempfile.TemporaryDirectory() as tmp:
         hf_dir = os.path.join(tmp, "tiny-qwen2-mtp")
         vita_jax.VitaAudioModel.random(config, seed=0).save_pretrained(hf_dir, dtype="float32")

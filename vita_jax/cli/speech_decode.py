@@ -45,7 +45,7 @@ def main(argv=None):
         with open(args.codes_file) as f:
             codes = parse_codes(f.read(), args.codes_file)
     dec = load_decoder(args.decoder_dir)
-    key = jax.random.PRNGKey(args.seed)
+    key = jax.random.key(args.seed)
     try:
         if args.stream:
             dec.check_codes(codes)

@@ -19,9 +19,9 @@ TINY_DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "sa
 def base_config(stage, num_mctp_modules, trainable, lr, weight_decay, steps, seq_len):
     cfg = ml_collections.ConfigDict()
     cfg.stage = stage
-    cfg.model = model_config("vita-audio-7b")
-    cfg.model.update(num_mctp_modules=num_mctp_modules, scan_layers=True, remat=True, dtype="bfloat16",
-                     param_dtype="float32")
+    cfg.model = model_config("vita-audio-7b").replace(
+        num_mctp_modules=num_mctp_modules, scan_layers=True, remat=True, dtype="bfloat16",
+        param_dtype="float32").to_dict()  # a plain section: overridable as --config.model.FIELD
     cfg.init = dict(checkpoint="", seed=0)
     cfg.data = dict(
         files="", tokenizer="", num_audio_codes=16384, ratios="boost", seq_len=seq_len,
@@ -43,8 +43,8 @@ def base_config(stage, num_mctp_modules, trainable, lr, weight_decay, steps, seq
 def tiny_variant(cfg):
     """The same stage on the tiny model, the bundled sample data and a BPE trained on it (demo, tests)."""
     k = cfg.model.num_mctp_modules
-    cfg.model = model_config("tiny")
-    cfg.model.update(num_mctp_modules=k, vocab_size=16704)  # 300 BPE + 20 specials + 16384 audio tokens
+    cfg.model = model_config("tiny").replace(
+        num_mctp_modules=k, vocab_size=16704).to_dict()  # 300 BPE + 20 specials + 16384 audio tokens
     cfg.data.update(files=TINY_DATA, tokenizer="tiny", seq_len=192, worker_count=0)
     cfg.train.update(steps=20, global_batch_size=4, log_every=5, workdir=f"/tmp/vita_jax_runs/{cfg.stage}")
     cfg.checkpoint.update(every=10)

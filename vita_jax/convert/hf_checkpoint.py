@@ -160,7 +160,7 @@ def import_hf(hf_dir, param_dtype=None, scan_layers=False, progress=True):
     """
     hf_config = read_hf_config(hf_dir)
     cfg = from_hf_config(hf_config, source=os.path.join(hf_dir, "config.json"))
-    cfg.scan_layers = scan_layers
+    cfg = cfg.replace(scan_layers=scan_layers)
     by_key = {spec.hf_key: spec for spec in param_table(cfg)}
     readers = [SafetensorsReader(path) for path in weight_files(hf_dir)]
 
@@ -171,7 +171,7 @@ def import_hf(hf_dir, param_dtype=None, scan_layers=False, progress=True):
         target = next(iter(stored))
     else:
         target = WEIGHT_DTYPES[param_dtype]
-    cfg.param_dtype = {dt: name for name, dt in WEIGHT_DTYPES.items()}[target]
+    cfg = cfg.replace(param_dtype={dt: name for name, dt in WEIGHT_DTYPES.items()}[target])
 
     stacks, seen, tree = {}, set(), {}
     total = sum(len(reader.keys()) for reader in readers)

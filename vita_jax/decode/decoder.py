@@ -11,7 +11,6 @@ import functools
 import queue
 import threading
 import typing
-import weakref
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +23,7 @@ from vita_jax.decode.sampling import Sampling
 from vita_jax.decode.schedule import LOSSLESS, Plan, plan_for
 from vita_jax.decode.state import StepContext, init_state
 from vita_jax.decode.streaming import RowEvents, notifier, register, unregister
+from vita_jax.nn.vita_audio import VitaAudio
 
 DEFAULT_EOS = vocabulary.EOS_TOKEN_IDS
 MIN_BUCKET = 16
@@ -133,9 +133,12 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
                    int(pad_token_id), sampling)
 
 
-def _program(module, config, params, prompt, prompt_length, max_new_tokens, eos_ids, key, sampling, listener_id,
-             spec):
-    ctx = StepContext(module.apply, params, spec.sampling, sampling, eos_ids)
+@functools.partial(jax.jit, static_argnames=("config", "spec"))
+def decode_program(params, prompt, prompt_length, max_new_tokens, eos_ids, key, sampling, listener_id, *, config,
+                   spec):
+    """The whole decoding of one request as one program; compiled once per (config, spec) and
+    input shapes, shared by every model of the same config."""
+    ctx = StepContext(VitaAudio(config).apply, params, spec.sampling, sampling, eos_ids)
     used = spec.plan.num_modules if spec.plan is not None else spec.num_draft
     state = init_state(config, prompt, prompt_length, spec.slots, used, spec.sampling.use_penalty, key,
                        max_new_tokens)
@@ -147,16 +150,6 @@ def _program(module, config, params, prompt, prompt_length, max_new_tokens, eos_
     return {"tokens": state.tokens, "length": state.length, "backbone_forwards": state.backbone_forwards,
             "module_forwards": state.module_forwards, "draft_rounds": state.draft_rounds,
             "drafts_accepted": state.drafts_accepted}
-
-
-_programs = weakref.WeakKeyDictionary()
-
-
-def compiled_program(model):
-    """The model's jitted decoding function (static argument: the ProgramSpec)."""
-    if model not in _programs:
-        _programs[model] = jax.jit(functools.partial(_program, model.module, model.config), static_argnames="spec")
-    return _programs[model]
 
 
 def program_arguments(model, request, listener_id=-1):
@@ -171,13 +164,13 @@ def eos_padded(eos_ids):
 
 def compile_ahead(model, request):
     """The program of `request` compiled ahead of time (to time compilation apart from running)."""
-    return compiled_program(model).lower(*program_arguments(model, request), spec=request.spec).compile()
+    return decode_program.lower(*program_arguments(model, request), config=model.config, spec=request.spec).compile()
 
 
 def execute(model, request, listener_id=-1, executable=None):
     """Run the program (jitted, or `executable` from compile_ahead); outputs as numpy arrays."""
     args = program_arguments(model, request, listener_id)
-    out = executable(*args) if executable is not None else compiled_program(model)(*args, spec=request.spec)
+    out = executable(*args) if executable is not None else decode_program(*args, config=model.config, spec=request.spec)
     return jax.tree.map(np.asarray, out)
 
 

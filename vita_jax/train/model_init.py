@@ -4,9 +4,8 @@ project's), grown to the stage's MCTP count and to the tokenizer's vocabulary; p
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
-
 from vita_jax.model import load_pretrained
+from vita_jax.model_config import ModelConfig
 from vita_jax.nn.vita_audio import VitaAudio
 from vita_jax.round_up import round_up
 from vita_jax.sharding import model_param_shardings, put_global
@@ -14,21 +13,21 @@ from vita_jax.train.grow_model import grow_mctp_modules, resize_vocab
 
 
 def initial_params(cfg, tokenizer_size, mesh):
-    """(model config, params placed on `mesh`, imported hf_config or None) for the run config `cfg`."""
-    stage = cfg.model
+    """(ModelConfig, params placed on `mesh`, imported hf_config or None) for the run config `cfg`."""
+    stage = ModelConfig.from_dict(cfg.model, source="run config section model")
     if cfg.init.checkpoint:
         model = load_pretrained(cfg.init.checkpoint, param_dtype=stage.param_dtype, dtype=stage.dtype,
                                 scan_layers=stage.scan_layers, remat=stage.remat, progress=False)
         mcfg = model.config
         params, hf_config = model.params, model.hf_config
         if mcfg.vocab_size < tokenizer_size:
-            mcfg.vocab_size = round_up(tokenizer_size, 8)
+            mcfg = mcfg.replace(vocab_size=round_up(tokenizer_size, 8))
             params = resize_vocab(params, mcfg.vocab_size)
-        mcfg.num_mctp_modules = stage.num_mctp_modules
+        mcfg = mcfg.replace(num_mctp_modules=stage.num_mctp_modules)
         params = grow_mctp_modules(params, mcfg, stage.num_mctp_modules, jax.random.key(cfg.init.seed))
         module = VitaAudio(mcfg)
         return mcfg, put_global(params, model_param_shardings(module, mesh, params)), hf_config
-    mcfg = ml_collections.ConfigDict(stage.to_dict())
+    mcfg = stage
     if mcfg.vocab_size < tokenizer_size:
         raise ValueError(f"model.vocab_size {mcfg.vocab_size} is smaller than the tokenizer ({tokenizer_size} "
                          f"tokens); set --config.model.vocab_size={round_up(tokenizer_size, 8)}")
