@@ -31,13 +31,13 @@ def write_synthetic_checkpoint(cfg, out_dir, dtype):
     """Random tensors of every key of the checkpoint, in shards of at most SHARD_BYTES."""
     target = WEIGHT_DTYPES[dtype]
     rng = np.random.default_rng(0)
-    shards = plan_shards(param_table(cfg), target, SHARD_BYTES)
+    shards = plan_shards([(rule.key, rule.shape) for rule in param_table(cfg)], target, SHARD_BYTES)
     weight_map = {}
     for name, shard in zip(shard_names(len(shards)), shards):
-        shapes = {s.hf_key: s.hf_shape for s in shard}
-        write_safetensors(os.path.join(out_dir, name), [(s.hf_key, s.hf_shape, target) for s in shard],
+        shapes = dict(shard)
+        write_safetensors(os.path.join(out_dir, name), [(key, shape, target) for key, shape in shard],
                           lambda key: (rng.standard_normal(shapes[key], np.float32) * 0.02).astype(target))
-        weight_map.update({s.hf_key: name for s in shard})
+        weight_map.update({key: name for key, _ in shard})
     with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {}, "weight_map": weight_map}, f)
     with open(os.path.join(out_dir, "config.json"), "w") as f:

@@ -1,7 +1,9 @@
 """Hugging Face <-> Flax conversion: bit-identical round trips, transformers loading, bad input, atomic export."""
 
+import dataclasses
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ import vita_jax
 from vita_jax.cli import convert
 from vita_jax.convert import hf_checkpoint
 from vita_jax.convert.hf_checkpoint import CheckpointError
+from vita_jax.convert.rules import Transform
 from vita_jax.convert.safetensors_io import SafetensorsError
 from tests.helpers.hf_fixtures import make_mtp_checkpoint, make_qwen2_checkpoint
 
@@ -97,7 +100,8 @@ def test_missing_tensor_is_named(tmp_path):
     src = str(tmp_path / "src")
     make_mtp_checkpoint(src, num_mctp=2)
     rewrite_single_file(src, lambda s: s.pop("mtp_projs.1.weight"))
-    with pytest.raises(CheckpointError, match=r"missing tensors mtp_projs\.1\.weight"):
+    with pytest.raises(CheckpointError, match=r"src does not match config\.json \(qwen2_mtp, 2 backbone layers, 2 MCTP modules\):\n  "
+                                              r"missing tensors \(1\): mtp_projs\.1\.weight"):
         vita_jax.load_pretrained(src, progress=False)
 
 
@@ -105,7 +109,7 @@ def test_unexpected_tensor_is_named(tmp_path):
     src = str(tmp_path / "src")
     make_mtp_checkpoint(src, num_mctp=2)
     rewrite_single_file(src, lambda s: s.update({"mtp_projs.2.weight": torch.zeros(64, 128)}))
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: unexpected tensor 'mtp_projs\.2\.weight'"):
+    with pytest.raises(CheckpointError, match=r"unexpected tensors \(1\): mtp_projs\.2\.weight"):
         vita_jax.load_pretrained(src, progress=False)
 
 
@@ -120,9 +124,12 @@ def test_shape_mismatch_names_key_and_shapes(tmp_path):
     src = str(tmp_path / "src")
     make_mtp_checkpoint(src, num_mctp=2)
     edit_config(src, intermediate_size=96)
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: tensor 'model\.layers\.0\.mlp\.\w+_proj\.weight' "
-                                              r"has shape \((128, 64|64, 128)\), config\.json implies \((96, 64|64, 96)\)"):
+    with pytest.raises(CheckpointError) as info:
         vita_jax.load_pretrained(src, progress=False)
+    # every mis-shaped tensor in one message: gate, up and down projections of each layer and module
+    mismatches = re.findall(r"tensor 'model\.layers\.\d\.mlp\.\w+_proj\.weight' in \S+model\.safetensors has shape "
+                            r"\((?:128, 64|64, 128)\), config\.json \(.*\) implies \((?:96, 64|64, 96)\)", str(info.value))
+    assert len(mismatches) == 3 * 4
 
 
 def test_unknown_model_type_is_named(tmp_path):
@@ -158,11 +165,11 @@ def test_failed_export_leaves_nothing_half_written(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return x
 
-    spec = hf_checkpoint.ParamSpec
     table = hf_checkpoint.param_table
-    monkeypatch.setattr(hf_checkpoint, "param_table",
-                        lambda cfg: [spec(s.hf_key, s.path, s.layer, s.hf_shape, s.to_flax,
-                                          lambda x, f=s.to_hf: failing_to_hf(f(x))) for s in table(cfg)])
+    monkeypatch.setattr(hf_checkpoint, "param_table", lambda cfg: [
+        dataclasses.replace(r, transform=Transform(r.transform.name, r.transform.to_flax,
+                                                   lambda x, f=r.transform.to_original: failing_to_hf(f(x))))
+        for r in table(cfg)])
     with pytest.raises(RuntimeError, match="disk full"):
         model.save_pretrained(out, dtype="bfloat16")
     assert read_all(out) == before  # the previous export is untouched

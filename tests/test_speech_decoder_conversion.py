@@ -94,13 +94,13 @@ def test_bad_state_dicts_name_the_key_and_shapes():
     state = {k: v.numpy() for k, v in load_sd(os.path.join(src, "flow.pt")).items()}
     missing = dict(state)
     del missing["encoder.after_norm.bias"]
-    with pytest.raises(DecoderCheckpointError, match=r"(?s)flow.pt.*missing keys \(1\): encoder.after_norm.bias"):
+    with pytest.raises(DecoderCheckpointError, match=r"(?s)flow.pt does not match.*missing tensors \(1\): encoder.after_norm.bias"):
         import_state_dict(missing, shapes, "flow.pt")
     extra = dict(state, **{"encoder.extra.weight": np.zeros(3, np.float32)})
-    with pytest.raises(DecoderCheckpointError, match=r"unexpected keys \(1\): encoder.extra.weight"):
+    with pytest.raises(DecoderCheckpointError, match=r"unexpected tensors \(1\): encoder.extra.weight"):
         import_state_dict(extra, shapes, "flow.pt")
     bad = dict(state, **{"encoder_proj.weight": np.zeros((16, 31), np.float32)})
-    message = r"key encoder_proj.weight: shape \(16, 31\) in the checkpoint, expected \(16, 32\)"
+    message = r"tensor 'encoder_proj.weight' in flow.pt has shape \(16, 31\), the decoder config implies \(16, 32\)"
     with pytest.raises(DecoderCheckpointError, match=message):
         import_state_dict(bad, shapes, "flow.pt")
 
@@ -113,7 +113,7 @@ def test_load_decoder_reports_a_checkpoint_of_another_size(tmp_path):
         (d / name).write_bytes(open(os.path.join(src, name), "rb").read())
     text = open(os.path.join(src, "config.yaml")).read().replace("num_mid_blocks: 2", "num_mid_blocks: 3")
     (d / "config.yaml").write_text(text)
-    with pytest.raises(DecoderCheckpointError, match=r"(?s)flow.pt does not match.*missing keys.*mid_blocks\.2"):
+    with pytest.raises(DecoderCheckpointError, match=r"(?s)flow.pt does not match.*missing tensors.*mid_blocks\.2"):
         load_decoder(str(d))
 
 
@@ -137,7 +137,7 @@ def test_bad_config_yaml_gives_a_clear_error(tmp_path, edit, message):
 
 def test_real_config_has_exactly_the_keys_and_shapes_of_the_original_checkpoints():
     """The key lists of the real flow.pt / hift.pt (spec files, copied beside the torch references)."""
-    from vita_jax.convert.decoder_checkpoint import key_table, torch_shape
+    from vita_jax.convert.decoder_checkpoint import decoder_rules
     from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig
 
     shapes = decoder_param_shapes(DecoderConfig(FlowConfig(), HiftConfig()))
@@ -148,10 +148,5 @@ def test_real_config_has_exactly_the_keys_and_shapes_of_the_original_checkpoints
             for line in f:
                 key, shape, _ = line.rstrip("\n").split("\t")
                 expected[key] = tuple(int(d) for d in shape.strip("()").split(",") if d.strip())
-        leaves = dict(jax.tree_util.tree_flatten_with_path(shapes[part])[0])
-        got = {}
-        for key, path in key_table(shapes[part]):
-            leaf = leaves[tuple(jax.tree_util.DictKey(p) for p in path)]
-            got[key] = torch_shape(path[-1], leaf.shape)
-        assert got == expected
+        assert {rule.key: rule.shape for rule in decoder_rules(shapes[part])} == expected
     assert (len(expected), sum(int(np.prod(s)) for s in expected.values())) == (227, 20460591)

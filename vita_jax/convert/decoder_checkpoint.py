@@ -1,11 +1,11 @@
 """GLM-4-Voice decoder checkpoints: `flow.pt` / `hift.pt` state dicts <-> Flax parameter trees.
 
 The Flax trees (see `vita_jax/audio/flow_model.py` and `hift.py`) name their modules after
-the PyTorch modules, so the table between the two is mechanical: a state-dict key is the
-Flax module path joined by '.', plus the PyTorch name of the leaf. Each leaf name has one
-layout transform (LEAF_RULES). Weight norm is kept as its (weight_g, weight_v) pair, so an
-import/export round trip returns the input exactly; `fold_weight_norm=True` on export
-writes the folded `weight` instead.
+the PyTorch modules, so the rule table (vita_jax/convert/rules.py) is derived from the tree:
+a state-dict key is the Flax module path joined by '.', plus the PyTorch name of the leaf,
+and each leaf name has one named transform (`leaf_rule`). Weight norm is kept as its
+(weight_g, weight_v) pair, so an import/export round trip returns the input exactly;
+`fold_weight_norm=True` on export writes the folded `weight` instead.
 """
 
 import os
@@ -13,101 +13,74 @@ import os
 import jax
 import numpy as np
 
-from vita_jax.convert.param_paths import get_path, set_path
 from vita_jax.audio.decoder_config import DecoderConfig, load_decoder_config
 from vita_jax.audio.decoder_params import decoder_param_shapes
+from vita_jax.convert.rules import (CONV1D, CONV_TRANSPOSE1D, IDENTITY, TRANSPOSE, ConversionError, DictSource,
+                                    RenamedSource, Rule, export_tensors, import_tree)
 from vita_jax.param_checkpoint import is_param_checkpoint, load_params
 
 CHECKPOINT_KIND = "glm4voice_decoder"
 PARTS = ("flow", "hift")
-
-
-class DecoderCheckpointError(ValueError):
-    """A state dict does not match the decoder structure; the message names file, key and shapes."""
-
-
-def _swap_linear_or_conv(x):
-    """[in,out] <-> (out,in); [k,in,out] <-> (out,in,k): its own inverse."""
-    return x.T if x.ndim == 2 else np.transpose(x, (2, 1, 0))
-
-
-# Flax leaf name -> (PyTorch leaf name, to_torch, from_torch)
-LEAF_RULES = {
-    "kernel": ("weight", _swap_linear_or_conv, _swap_linear_or_conv),
-    "transpose_kernel": ("weight", lambda x: np.transpose(x, (1, 2, 0)), lambda x: np.transpose(x, (2, 0, 1))),
-    "embedding": ("weight", np.asarray, np.asarray),
-    "scale": ("weight", np.asarray, np.asarray),
-}
-_SAME_NAME = ("bias", "weight_g", "weight_v", "alpha", "pos_bias_u", "pos_bias_v")
-for _name in _SAME_NAME:
-    LEAF_RULES[_name] = (_name, np.asarray, np.asarray)
-
+# Leaves whose PyTorch name and layout are the Flax ones.
+SAME_NAME_LEAVES = ("bias", "weight_g", "weight_v", "alpha", "pos_bias_u", "pos_bias_v")
 # torch.nn.utils.parametrizations.weight_norm names of the weight-norm pair
-_PARAMETRIZATION_NAMES = {
+PARAMETRIZATION_NAMES = {
     "parametrizations.weight.original0": "weight_g",
     "parametrizations.weight.original1": "weight_v",
 }
 
 
-def key_table(tree):
-    """[(torch_key, flax_path)] for every leaf of a Flax parameter tree (arrays or ShapeDtypeStructs)."""
-    rows = []
-    for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        names = [p.key for p in path]
-        if names[-1] not in LEAF_RULES:
-            raise DecoderCheckpointError(f"no state-dict rule for Flax parameter {'/'.join(names)}")
-        rows.append((".".join(names[:-1] + [LEAF_RULES[names[-1]][0]]), tuple(names)))
-    return rows
+class DecoderCheckpointError(ConversionError):
+    """A state dict does not match the decoder structure; the message names file, key and shapes."""
 
 
-def torch_shape(leaf_name, flax_shape):
-    return LEAF_RULES[leaf_name][1](np.empty(flax_shape, np.float32)).shape
+def leaf_rule(name, ndim):
+    """(PyTorch leaf name, transform) of a Flax leaf."""
+    if name == "kernel":
+        return "weight", TRANSPOSE if ndim == 2 else CONV1D
+    if name == "transpose_kernel":
+        return "weight", CONV_TRANSPOSE1D
+    if name in ("embedding", "scale"):
+        return "weight", IDENTITY
+    if name in SAME_NAME_LEAVES:
+        return name, IDENTITY
+    raise DecoderCheckpointError(f"no state-dict rule for Flax parameter leaf {name!r}")
 
 
-def _canonical_key(key):
-    for long, short in _PARAMETRIZATION_NAMES.items():
-        if key.endswith("." + long):
-            return key[: -len(long)] + short
-    return key
+def decoder_rules(tree):
+    """The rules of every leaf of a Flax parameter tree (arrays or ShapeDtypeStructs), in tree order."""
+    rules = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        names = tuple(p.key for p in path)
+        torch_name, transform = leaf_rule(names[-1], len(leaf.shape))
+        shape = transform.to_original(np.broadcast_to(np.float32(0), leaf.shape)).shape  # a view: nothing allocated
+        rules.append(Rule(".".join(names[:-1] + (torch_name,)), names, shape, transform))
+    return rules
+
+
+def canonical_keys(source):
+    """The source with new-style weight-norm names (parametrizations.weight.original0/1) seen as
+    weight_g / weight_v."""
+    renamed = {}
+    for key in source.keys():
+        canonical = key
+        for long, short in PARAMETRIZATION_NAMES.items():
+            if key.endswith("." + long):
+                canonical = key[: -len(long)] + short
+        renamed[canonical] = key
+    return RenamedSource(source, renamed)
 
 
 def import_state_dict(state_dict, target, source):
-    """Flax tree for `target` (tree of ShapeDtypeStructs) from `state_dict` (key -> array).
-
-    Missing, unexpected and mis-shaped keys are all reported at once, naming `source`.
-    """
-    state = {_canonical_key(k): np.asarray(v, np.float32) for k, v in state_dict.items()}
-    leaves = dict(jax.tree_util.tree_flatten_with_path(target)[0])
-    table = key_table(target)
-    problems = []
-    expected = {key for key, _ in table}
-    missing = [k for k in (key for key, _ in table) if k not in state]
-    extra = sorted(set(state) - expected)
-    for label, keys in (("missing", missing), ("unexpected", extra)):
-        if keys:
-            more = " ..." if len(keys) > 20 else ""
-            problems.append(f"{label} keys ({len(keys)}): {', '.join(keys[:20])}{more}")
-    params = {}
-    for key, path in table:
-        if key not in state:
-            continue
-        leaf = leaves[tuple(jax.tree_util.DictKey(p) for p in path)]
-        want = torch_shape(path[-1], leaf.shape)
-        if state[key].shape != want:
-            problems.append(f"key {key}: shape {state[key].shape} in the checkpoint, expected {want}")
-            continue
-        set_path(params, path, LEAF_RULES[path[-1]][2](state[key]))
-    if problems:
-        raise DecoderCheckpointError(f"{source} does not match the decoder config:\n  " + "\n  ".join(problems))
-    return params
+    """Flax tree for `target` (tree of ShapeDtypeStructs) from `state_dict` (key -> array); missing,
+    unexpected and mis-shaped keys are all reported at once, naming `source`."""
+    return import_tree(decoder_rules(target), canonical_keys(DictSource(state_dict, source)), "the decoder config",
+                       DecoderCheckpointError, dtype=np.float32)
 
 
 def export_state_dict(params, fold_weight_norm=False):
     """{torch_key: float32 numpy array} in the original layout (weight_g/weight_v unless folded)."""
-    out = {}
-    for key, path in key_table(params):
-        value = np.asarray(get_path(params, path), np.float32)
-        out[key] = np.ascontiguousarray(LEAF_RULES[path[-1]][1](value))
+    out = {key: produce() for key, _, produce in export_tensors(decoder_rules(params), params, dtype=np.float32)}
     if fold_weight_norm:
         for key in [k for k in out if k.endswith(".weight_g")]:
             prefix = key[: -len("weight_g")]

@@ -13,3 +13,12 @@ def get_path(tree, path):
     for name in path:
         tree = tree[name]
     return tree
+
+
+def has_path(tree, path):
+    """Whether tree[path[0]][path[1]]... exists."""
+    for name in path:
+        if not isinstance(tree, dict) or name not in tree:
+            return False
+        tree = tree[name]
+    return True

@@ -77,6 +77,35 @@ class SafetensorsReader:
         return out
 
 
+class SafetensorsSource:
+    """The tensors of several .safetensors files as one source (keys, shape, where, read), for
+    `vita_jax.convert.rules.import_tree`; a key stored in two files is refused."""
+
+    def __init__(self, paths, name):
+        self.name = name
+        self.readers, self.owner = [SafetensorsReader(path) for path in paths], {}
+        for reader in self.readers:
+            for key in reader.keys():
+                if key in self.owner:
+                    raise SafetensorsError(f"{reader.path}: tensor {key!r} also stored in {self.owner[key].path}")
+                self.owner[key] = reader
+
+    def keys(self):
+        return list(self.owner)
+
+    def shape(self, key):
+        return self.owner[key].shape(key)
+
+    def dtype(self, key):
+        return self.owner[key].dtype(key)
+
+    def where(self, key):
+        return self.owner[key].path
+
+    def read(self, key):
+        return self.owner[key].read(key)
+
+
 def write_safetensors(path, specs, produce, metadata=None):
     """Write tensors one by one. `specs`: list of (key, shape, numpy dtype) fixing the layout;
     `produce(key)` returns that tensor (converted to the given dtype and shape by the caller)."""

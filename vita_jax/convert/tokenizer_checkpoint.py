@@ -17,10 +17,11 @@ import glob
 import json
 import os
 
-import numpy as np
 
-from vita_jax.convert.param_paths import get_path, set_path
 from vita_jax.atomic import atomic_directory
+from vita_jax.convert.rules import (CONV1D, TRANSPOSE, ConversionError, DictSource, RenamedSource, Rule,
+                                    export_tensors, import_tree)
+from vita_jax.convert.safetensors_io import SafetensorsError, SafetensorsSource, write_safetensors
 from vita_jax.audio.features import FeatureConfig
 from vita_jax.audio.whisper_vq import WhisperVQConfig
 from vita_jax.param_checkpoint import is_param_checkpoint, load_params, save_params
@@ -32,7 +33,7 @@ WEIGHTS_FILE = "model.safetensors"
 FULL_MODEL_PREFIX = "model.encoder."
 
 
-class TokenizerCheckpointError(ValueError):
+class TokenizerCheckpointError(ConversionError):
     """A tokenizer checkpoint does not match the spec's structure; the message names the file."""
 
 
@@ -154,64 +155,41 @@ def feature_config_from_hf(preprocessor, model_config, source):
 
 # ---- the key table -----------------------------------------------------------------------
 
-
-@dataclasses.dataclass(frozen=True)
-class Transform:
-    """Layout change of one tensor: torch -> Flax and back (exact inverses)."""
-
-    to_flax: object
-    to_torch: object
-
-
-COPY = Transform(lambda w: w, lambda w: w)
-LINEAR = Transform(lambda w: w.T, lambda w: w.T)  # (out, in) <-> (in, out)
-CONV = Transform(lambda w: w.transpose(2, 1, 0), lambda w: w.transpose(2, 1, 0))  # (out, in, k) <-> (k, in, out)
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """One tensor: original key, Flax path, transform, original shape (symbols resolved per config)."""
-
-    key: str
-    path: tuple
-    transform: Transform
-    shape: tuple
-    optional: bool = False
-
-
-GLOBAL_ENTRIES = (
-    Entry("conv1.weight", ("params", "conv1", "kernel"), CONV, ("d", "mels", 3)),
-    Entry("conv1.bias", ("params", "conv1", "bias"), COPY, ("d",)),
-    Entry("conv2.weight", ("params", "conv2", "kernel"), CONV, ("d", "d", 3)),
-    Entry("conv2.bias", ("params", "conv2", "bias"), COPY, ("d",)),
-    Entry("embed_positions.weight", ("params", "embed_positions"), COPY, ("positions", "d")),
-    Entry("codebook.weight", ("params", "codebook"), COPY, ("codes", "d")),
-    Entry("embed_positions2.weight", ("unused", "embed_positions2"), COPY, ("pooled_positions", "d"), optional=True),
-    Entry("ema_count", ("unused", "ema_count"), COPY, ("codes",), optional=True),
-    Entry("ema_weight", ("unused", "ema_weight"), COPY, ("codes", "d"), optional=True),
+# Rules with symbolic shapes, resolved per config by `tokenizer_rules`.
+GLOBAL_RULES = (
+    Rule("conv1.weight", ("params", "conv1", "kernel"), ("d", "mels", 3), CONV1D),
+    Rule("conv1.bias", ("params", "conv1", "bias"), ("d",)),
+    Rule("conv2.weight", ("params", "conv2", "kernel"), ("d", "d", 3), CONV1D),
+    Rule("conv2.bias", ("params", "conv2", "bias"), ("d",)),
+    Rule("embed_positions.weight", ("params", "embed_positions"), ("positions", "d")),
+    Rule("codebook.weight", ("params", "codebook"), ("codes", "d")),
+    Rule("embed_positions2.weight", ("unused", "embed_positions2"), ("pooled_positions", "d"), optional=True),
+    Rule("ema_count", ("unused", "ema_count"), ("codes",), optional=True),
+    Rule("ema_weight", ("unused", "ema_weight"), ("codes", "d"), optional=True),
 )
 
 # Per layer: key "layers.{i}.<key>" <-> row i of the stacked ("params", "layers", *path).
-LAYER_ENTRIES = (
-    Entry("self_attn.q_proj.weight", ("self_attn", "q_proj", "kernel"), LINEAR, ("d", "d")),
-    Entry("self_attn.q_proj.bias", ("self_attn", "q_proj", "bias"), COPY, ("d",)),
-    Entry("self_attn.k_proj.weight", ("self_attn", "k_proj", "kernel"), LINEAR, ("d", "d")),
-    Entry("self_attn.v_proj.weight", ("self_attn", "v_proj", "kernel"), LINEAR, ("d", "d")),
-    Entry("self_attn.v_proj.bias", ("self_attn", "v_proj", "bias"), COPY, ("d",)),
-    Entry("self_attn.out_proj.weight", ("self_attn", "out_proj", "kernel"), LINEAR, ("d", "d")),
-    Entry("self_attn.out_proj.bias", ("self_attn", "out_proj", "bias"), COPY, ("d",)),
-    Entry("self_attn_layer_norm.weight", ("self_attn_layer_norm", "scale"), COPY, ("d",)),
-    Entry("self_attn_layer_norm.bias", ("self_attn_layer_norm", "bias"), COPY, ("d",)),
-    Entry("fc1.weight", ("fc1", "kernel"), LINEAR, ("ffn", "d")),
-    Entry("fc1.bias", ("fc1", "bias"), COPY, ("ffn",)),
-    Entry("fc2.weight", ("fc2", "kernel"), LINEAR, ("d", "ffn")),
-    Entry("fc2.bias", ("fc2", "bias"), COPY, ("d",)),
-    Entry("final_layer_norm.weight", ("final_layer_norm", "scale"), COPY, ("d",)),
-    Entry("final_layer_norm.bias", ("final_layer_norm", "bias"), COPY, ("d",)),
+LAYER_RULES = (
+    Rule("self_attn.q_proj.weight", ("self_attn", "q_proj", "kernel"), ("d", "d"), TRANSPOSE),
+    Rule("self_attn.q_proj.bias", ("self_attn", "q_proj", "bias"), ("d",)),
+    Rule("self_attn.k_proj.weight", ("self_attn", "k_proj", "kernel"), ("d", "d"), TRANSPOSE),
+    Rule("self_attn.v_proj.weight", ("self_attn", "v_proj", "kernel"), ("d", "d"), TRANSPOSE),
+    Rule("self_attn.v_proj.bias", ("self_attn", "v_proj", "bias"), ("d",)),
+    Rule("self_attn.out_proj.weight", ("self_attn", "out_proj", "kernel"), ("d", "d"), TRANSPOSE),
+    Rule("self_attn.out_proj.bias", ("self_attn", "out_proj", "bias"), ("d",)),
+    Rule("self_attn_layer_norm.weight", ("self_attn_layer_norm", "scale"), ("d",)),
+    Rule("self_attn_layer_norm.bias", ("self_attn_layer_norm", "bias"), ("d",)),
+    Rule("fc1.weight", ("fc1", "kernel"), ("ffn", "d"), TRANSPOSE),
+    Rule("fc1.bias", ("fc1", "bias"), ("ffn",)),
+    Rule("fc2.weight", ("fc2", "kernel"), ("d", "ffn"), TRANSPOSE),
+    Rule("fc2.bias", ("fc2", "bias"), ("d",)),
+    Rule("final_layer_norm.weight", ("final_layer_norm", "scale"), ("d",)),
+    Rule("final_layer_norm.bias", ("final_layer_norm", "bias"), ("d",)),
 )
 
 
-def expected_shape(entry, config):
+def tokenizer_rules(config):
+    """The rules of every tensor for `config`, shapes resolved, layers as rows of stacked leaves."""
     sizes = {
         "d": config.d_model,
         "mels": config.num_mel_bins,
@@ -220,73 +198,46 @@ def expected_shape(entry, config):
         "positions": config.max_source_positions,
         "pooled_positions": config.max_source_positions // config.pool_size,
     }
-    return tuple(sizes.get(dim, dim) for dim in entry.shape)
+
+    def resolved(rule, **changes):
+        return dataclasses.replace(rule, shape=tuple(sizes.get(dim, dim) for dim in rule.shape), **changes)
+
+    rules = [resolved(rule) for rule in GLOBAL_RULES]
+    for i in range(config.num_layers):
+        rules += [resolved(rule, key=f"layers.{i}.{rule.key}", path=("params", "layers", *rule.path), layer=i)
+                  for rule in LAYER_RULES]
+    return rules
 
 
-def bare_keys(state_dict, config, source):
-    """Strip the full-model prefix when present, dropping what the encoder-only model lacks."""
-    if not any(key.startswith(FULL_MODEL_PREFIX) for key in state_dict):
-        return dict(state_dict)
-    bare = {}
-    for key, value in state_dict.items():
-        if not key.startswith(FULL_MODEL_PREFIX):
+def encoder_keys(source, config):
+    """The source seen with bare keys: a full WhisperVQ checkpoint's `model.encoder.` prefix is
+    stripped and what the encoder-only model lacks (decoder, proj_out, `layer_norm.*`, layers
+    >= quantize_position, in either layout) is left out."""
+    full = any(key.startswith(FULL_MODEL_PREFIX) for key in source.keys())
+    renamed = {}
+    for key in source.keys():
+        if full and not key.startswith(FULL_MODEL_PREFIX):
             continue  # decoder, proj_out
-        key = key[len(FULL_MODEL_PREFIX) :]
-        if key.startswith("layer_norm."):
+        bare = key[len(FULL_MODEL_PREFIX):] if full else key
+        if full and bare.startswith("layer_norm."):
             continue
-        if key.startswith("layers.") and int(key.split(".")[1]) >= config.num_layers:
+        if bare.startswith("layers.") and int(bare.split(".")[1]) >= config.num_layers:
             continue
-        bare[key] = value
-    if not bare:
-        raise TokenizerCheckpointError(f"{source}: no '{FULL_MODEL_PREFIX}*' tensors found")
-    return bare
-
-
-def take(state_dict, key, entry, config, source):
-    """Pop one tensor, checking presence and shape."""
-    if key not in state_dict:
-        raise TokenizerCheckpointError(f"{source}: missing tensor {key!r}")
-    value = np.asarray(state_dict.pop(key))
-    want = expected_shape(entry, config)
-    if value.shape != want:
-        raise TokenizerCheckpointError(f"{source}: tensor {key!r} has shape {value.shape}, expected {want}")
-    return value
+        renamed[bare] = key
+    if full and not renamed:
+        raise TokenizerCheckpointError(f"{source.name}: no '{FULL_MODEL_PREFIX}*' tensors found")
+    return RenamedSource(source, renamed)
 
 
 def state_dict_to_tree(state_dict, config, source):
     """Original state dict (either key layout) -> {"params", "unused"} of numpy arrays."""
-    remaining = bare_keys(state_dict, config, source)
-    tree = {"params": {}, "unused": {}}
-    for entry in GLOBAL_ENTRIES:
-        if entry.optional and entry.key not in remaining:
-            continue
-        set_path(tree, entry.path, entry.transform.to_flax(take(remaining, entry.key, entry, config, source)))
-    for entry in LAYER_ENTRIES:
-        rows = [
-            entry.transform.to_flax(take(remaining, f"layers.{i}.{entry.key}", entry, config, source))
-            for i in range(config.num_layers)
-        ]
-        set_path(tree, ("params", "layers", *entry.path), np.stack(rows))
-    extra = sorted(k for k in remaining if not (k.startswith("layers.") and int(k.split(".")[1]) >= config.num_layers))
-    if extra:
-        raise TokenizerCheckpointError(f"{source}: unexpected tensors {extra[:5]}{' ...' if len(extra) > 5 else ''}")
-    if not tree["unused"]:
-        del tree["unused"]
-    return tree
+    return import_tree(tokenizer_rules(config), encoder_keys(DictSource(state_dict, source), config),
+                       "config.json", TokenizerCheckpointError)
 
 
 def tree_to_state_dict(tree, config):
     """{"params", "unused"} -> original (bare) state dict of contiguous numpy arrays."""
-    state_dict = {}
-    for entry in GLOBAL_ENTRIES:
-        if entry.path[0] == "unused" and entry.path[1] not in tree.get("unused", {}):
-            continue
-        state_dict[entry.key] = entry.transform.to_torch(np.asarray(get_path(tree, entry.path)))
-    for entry in LAYER_ENTRIES:
-        stacked = np.asarray(get_path(tree, ("params", "layers", *entry.path)))
-        for i in range(config.num_layers):
-            state_dict[f"layers.{i}.{entry.key}"] = entry.transform.to_torch(stacked[i])
-    return {key: np.ascontiguousarray(value) for key, value in state_dict.items()}
+    return {key: produce() for key, _, produce in export_tensors(tokenizer_rules(config), tree)}
 
 
 # ---- directories ---------------------------------------------------------------------------
@@ -308,21 +259,15 @@ def read_configs(hf_config, preprocessor, config_source, preprocessor_source):
     return model_config, feature_config_from_hf(preprocessor, model_config, preprocessor_source)
 
 
-def read_safetensors(tokenizer_dir):
-    """All tensors of the `*.safetensors` files in a directory, as numpy arrays."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
+def weights_source(tokenizer_dir):
+    """The tensors of the `*.safetensors` files in a directory, read on demand."""
     files = sorted(glob.glob(os.path.join(tokenizer_dir, "*.safetensors")))
     if not files:
         raise TokenizerCheckpointError(f"no *.safetensors file in {tokenizer_dir}")
-    tensors = {}
-    for path in files:
-        try:
-            tensors.update(load_file(path))
-        except (SafetensorError, OSError) as err:
-            raise TokenizerCheckpointError(f"cannot read {path}: {err}") from err
-    return tensors, ", ".join(files)
+    try:
+        return SafetensorsSource(files, tokenizer_dir)
+    except SafetensorsError as err:
+        raise TokenizerCheckpointError(f"cannot read {err}") from err
 
 
 def import_hf_dir(tokenizer_dir):
@@ -331,8 +276,8 @@ def import_hf_dir(tokenizer_dir):
     preprocessor_path = os.path.join(tokenizer_dir, PREPROCESSOR_FILE)
     hf_config, preprocessor = read_json(config_path), read_json(preprocessor_path)
     model_config, feature_config = read_configs(hf_config, preprocessor, config_path, preprocessor_path)
-    tensors, source = read_safetensors(tokenizer_dir)
-    tree = state_dict_to_tree(tensors, model_config, source)
+    source = encoder_keys(weights_source(tokenizer_dir), model_config)
+    tree = import_tree(tokenizer_rules(model_config), source, "config.json", TokenizerCheckpointError)
     return TokenizerCheckpoint(tree, model_config, feature_config, hf_config, preprocessor)
 
 
@@ -360,11 +305,10 @@ def save_checkpoint(out_dir, checkpoint):
 
 def export_hf_dir(out_dir, checkpoint):
     """Write the original layout: config.json, preprocessor_config.json, model.safetensors."""
-    from safetensors.numpy import save_file
-
     state_dict = tree_to_state_dict(checkpoint.tree, checkpoint.model_config)
     with atomic_directory(out_dir) as tmp:
         for name, data in ((CONFIG_FILE, checkpoint.hf_config), (PREPROCESSOR_FILE, checkpoint.preprocessor_config)):
             with open(os.path.join(tmp, name), "w") as f:
                 json.dump(data, f, indent=2, sort_keys=True)
-        save_file(state_dict, os.path.join(tmp, WEIGHTS_FILE), metadata={"format": "pt"})
+        write_safetensors(os.path.join(tmp, WEIGHTS_FILE), [(k, v.shape, v.dtype) for k, v in state_dict.items()],
+                          state_dict.get, metadata={"format": "pt"})
