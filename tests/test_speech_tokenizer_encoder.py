@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from vita_jax.convert.tokenizer_checkpoint import model_config_from_hf, state_dict_to_tree
-from tests.helpers.speech_tokenizer import reference_features, speech_pair, tiled
+from vita_jax.convert.tokenizer_checkpoint import model_config_from_hf
+from tests.helpers.speech_tokenizer import encoder_params, reference_features, speech_pair, tiled
 from tests.torch_refs.whisper_vq_ref import random_ref, tiny_hf_config
 from vita_jax.audio.whisper_vq import WhisperVQEncoder, block_causal_attention
 
@@ -19,7 +19,7 @@ def models(tmp_path_factory):
     ref = random_ref(CFG, reference_features([calibration])[0])
     state = {k: v.numpy() for k, v in ref.state_dict().items()}
     config = model_config_from_hf(CFG, "config.json")
-    variables = {"params": state_dict_to_tree(state, config, "model.safetensors")["params"]}
+    variables = {"params": encoder_params(state, config)}
     return ref, WhisperVQEncoder(config), variables, speech
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from vita_jax.audio.wav_io import load_audio
+from vita_jax.convert.rules import DictSource, import_tree
+from vita_jax.convert.tokenizer_checkpoint import encoder_keys, tokenizer_rules
 
 
 def espeak_speech(tmp_dir, text="The quick brown fox jumps over the lazy dog.", name="speech.wav"):
@@ -45,3 +47,10 @@ def speech_pair(tmp_dir):
     path, speech = espeak_speech(tmp_dir)
     _, calibration = espeak_speech(tmp_dir, "Calibration speech, different words from the test sentence.", "cal.wav")
     return path, speech, calibration
+
+
+def encoder_params(state_dict, config):
+    """WhisperVQEncoder params from a torch reference's state dict, through the converter's rules."""
+    source = encoder_keys(DictSource(state_dict, "reference state dict"), config)
+    return import_tree(tokenizer_rules(config), source, "config.json")["params"]
+

@@ -19,7 +19,7 @@ import os
 
 
 from vita_jax.atomic import atomic_directory
-from vita_jax.convert.rules import (CONV1D, TRANSPOSE, ConversionError, DictSource, RenamedSource, Rule,
+from vita_jax.convert.rules import (CONV1D, TRANSPOSE, ConversionError, RenamedSource, Rule,
                                     export_tensors, import_tree)
 from vita_jax.convert.safetensors_io import SafetensorsError, SafetensorsSource, write_safetensors
 from vita_jax.audio.features import FeatureConfig
@@ -227,12 +227,6 @@ def encoder_keys(source, config):
     if full and not renamed:
         raise TokenizerCheckpointError(f"{source.name}: no '{FULL_MODEL_PREFIX}*' tensors found")
     return RenamedSource(source, renamed)
-
-
-def state_dict_to_tree(state_dict, config, source):
-    """Original state dict (either key layout) -> {"params", "unused"} of numpy arrays."""
-    return import_tree(tokenizer_rules(config), encoder_keys(DictSource(state_dict, source), config),
-                       "config.json", TokenizerCheckpointError)
 
 
 def tree_to_state_dict(tree, config):
