@@ -16,6 +16,7 @@ from ml_collections import config_flags
 
 from vita_jax.configs import STAGES, resolve_config_arg
 
+HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
 _CONFIG = config_flags.DEFINE_config_file("config", None, f"stage config: a file (configs/stage*.py[:tiny]) or a stage name ({', '.join(STAGES)})[:tiny]",
                                           lock_config=True)
 
@@ -49,7 +50,11 @@ def main():
             argv[i] = "--config=" + resolve_config_arg(arg[len("--config="):])
         elif arg == "--config" and i + 1 < len(argv):
             argv[i + 1] = resolve_config_arg(argv[i + 1])
-    app.run(_train, argv=argv)
+    try:
+        app.run(_train, argv=argv)
+    except SystemExit as stop:  # absl exits with status 1 after printing the help it was asked for
+        help_asked = any(arg in HELP_FLAGS for arg in argv[1:])
+        raise SystemExit(0 if help_asked and stop.code == 1 else stop.code) from None
 
 
 if __name__ == "__main__":

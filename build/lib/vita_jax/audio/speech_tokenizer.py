@@ -1,0 +1,160 @@
+"""GLM-4-Voice speech tokenizer: audio -> 12.5 Hz codes (ids of `<|audio_{id}|>` tokens).
+
+tok = load_tokenizer(tokenizer_dir)   # original directory or this project's checkpoint
+tok.features(wav_16k)                 # log-mel [n_mels, 8 * n_codes], as the original computes it
+tok.encode(path_or_array)             # codes of one utterance (its 30 s segments in order)
+tok.encode_batch(items)               # the same codes for many items, batched over files
+
+Segments of all items are grouped by padded length into a few shape buckets so that the
+jitted encoder compiles once per (batch, length) bucket. Valid frames never see padding
+(causal convolutions, masked keys), so a segment's codes do not depend on its batch.
+"""
+
+import dataclasses
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vita_jax.audio.features import frame_mask, segment_log_mels, split_segments
+from vita_jax.audio.wav_io import AudioLoadError, check_waveform, load_audio, resample
+from vita_jax.audio.whisper_vq import WhisperVQEncoder
+from vita_jax.convert.tokenizer_checkpoint import load_checkpoint
+from vita_jax.round_up import round_up
+
+BATCH_TOKEN_BUDGET = 1024  # codes per encoder call (~82 s of audio): bounds memory, fills the CPU
+BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # row counts a partial batch is padded to
+
+
+def length_buckets(max_tokens, smallest=16):
+    """Padded segment lengths in codes: steps of ~25% (multiples of 8), capped at `max_tokens`."""
+    buckets, size = [], smallest
+    while size < max_tokens:
+        buckets.append(size)
+        size = round_up(size * 5 // 4, 8)
+    return buckets + [max_tokens]
+
+
+@dataclasses.dataclass
+class Segment:
+    """One <= 30 s piece of an item: its log-mel [frames, n_mels] and true sample count."""
+
+    item: int
+    index: int
+    features: np.ndarray
+    n_samples: int
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _encode_program(variables, features, mask, *, config):
+    """Codes of a padded feature batch; one compiled program per (config, shapes), shared by
+    every tokenizer of the same config."""
+    return WhisperVQEncoder(config).apply(variables, features, mask)
+
+
+class SpeechTokenizer:
+    """Holds the encoder variables on device and one jitted encoder (compiled per shape bucket)."""
+
+    def __init__(self, params, model_config, feature_config):
+        self.model_config = model_config
+        self.feature_config = feature_config
+        self.variables = {"params": jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)}
+        self.frames_per_token = model_config.frames_per_token
+        self.samples_per_token = feature_config.hop_length * self.frames_per_token
+        max_tokens = feature_config.segment_samples // self.samples_per_token
+        self.buckets = length_buckets(max_tokens)
+
+    # ---- front end ----
+
+    def load(self, item, sample_rate=None):
+        """A path or a 1-D array (at `sample_rate`, default the tokenizer's) -> checked float32 wav."""
+        target = self.feature_config.sampling_rate
+        if isinstance(item, (str, os.PathLike)):
+            return load_audio(os.fspath(item), target_sr=target)
+        wav = check_waveform(item, name="<array>")
+        return check_waveform(resample(wav, sample_rate or target, target), name="<array>")
+
+    def segment_features(self, wav_16k):
+        """Per 30 s segment: (log-mel [frames, n_mels], n_samples)."""
+        segments = split_segments(check_waveform(wav_16k, name="<array>"), self.feature_config)
+        mels = segment_log_mels(segments, self.feature_config, self.samples_per_token)
+        return [(mel.T, len(seg)) for mel, seg in zip(mels, segments)]
+
+    def features(self, wav_16k):
+        """Log-mel [n_mels, frames] of one utterance: its segments' features in time order,
+        each as the original featurizes it (padding included; 8 frames per code)."""
+        return np.concatenate([mel.T for mel, _ in self.segment_features(wav_16k)], axis=1)
+
+    # ---- encoder ----
+
+    def _bucket(self, n_tokens):
+        return next(b for b in self.buckets if b >= n_tokens)
+
+    def _encode_group(self, segments, bucket, batch):
+        """Run the encoder on `segments` padded to `bucket` codes and `batch` rows."""
+        frames = bucket * self.frames_per_token
+        features = np.zeros((batch, frames, self.feature_config.n_mels), np.float32)
+        mask = np.zeros((batch, frames), bool)
+        for row, seg in enumerate(segments):
+            features[row, : seg.features.shape[0]] = seg.features
+            mask[row] = frame_mask(seg.n_samples, frames, self.feature_config.hop_length)
+        return _encode_program(self.variables, features, mask, config=self.model_config)
+
+    def _batches(self, segments):
+        """Longest first, greedily: a batch takes the bucket of its first (longest) segment and
+        BATCH_TOKEN_BUDGET // bucket rows; the last, partial batch is padded to a BATCH_SIZES step.
+        So each bucket compiles once (plus one tail shape) and neighbours have similar lengths."""
+        segments = sorted(segments, key=lambda seg: -seg.features.shape[0])
+        start = 0
+        while start < len(segments):
+            bucket = self._bucket(segments[start].features.shape[0] // self.frames_per_token)
+            rows = max(1, BATCH_TOKEN_BUDGET // bucket)
+            group = segments[start : start + rows]
+            start += len(group)
+            yield bucket, min(rows, next(b for b in BATCH_SIZES if b >= len(group))), group
+
+    def encode_batch(self, items, sample_rate=None, on_error=None, progress=None):
+        """Codes for each item (path or array). A bad item raises AudioLoadError naming it,
+        unless `on_error(item, error)` is given: then it is reported there and its entry is None.
+        `progress`: optional tqdm-like object, advanced by one per finished item."""
+        segments, n_segments, codes = [], {}, [None] * len(items)
+        for i, item in enumerate(items):
+            try:
+                per_segment = self.segment_features(self.load(item, sample_rate))
+            except AudioLoadError as err:
+                if on_error is None:
+                    raise
+                on_error(item, err)
+                if progress is not None:
+                    progress.update(1)
+                continue
+            n_segments[i] = len(per_segment)
+            segments += [Segment(i, k, mel, n) for k, (mel, n) in enumerate(per_segment)]
+        results, pending = {}, dict(n_segments)
+        # Dispatch every batch first (asynchronously), then collect: host work overlaps compute.
+        dispatched = [
+            (group, self._encode_group(group, bucket, rows)) for bucket, rows, group in self._batches(segments)
+        ]
+        for group, ids in dispatched:
+            ids = np.asarray(ids)
+            for row, seg in enumerate(group):
+                results[seg.item, seg.index] = ids[row, : -(-seg.n_samples // self.samples_per_token)]
+                pending[seg.item] -= 1
+                if pending[seg.item] == 0:
+                    codes[seg.item] = [int(c) for k in range(n_segments[seg.item]) for c in results[seg.item, k]]
+                    if progress is not None:
+                        progress.update(1)
+        return codes
+
+    def encode(self, path_or_array, sample_rate=None):
+        """Codes (list of int) of one utterance, all 30 s segments in order."""
+        return self.encode_batch([path_or_array], sample_rate=sample_rate)[0]
+
+
+def load_tokenizer(tokenizer_dir):
+    """A SpeechTokenizer from an original `glm-4-voice-tokenizer` directory
+    (config.json, preprocessor_config.json, *.safetensors) or this project's checkpoint."""
+    checkpoint = load_checkpoint(tokenizer_dir)
+    return SpeechTokenizer(checkpoint.tree["params"], checkpoint.model_config, checkpoint.feature_config)

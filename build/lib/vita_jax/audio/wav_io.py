@@ -1,0 +1,69 @@
+"""Reading audio files of any common format and writing float32 wav files."""
+
+import os
+import warnings
+
+import numpy as np
+
+from vita_jax.atomic import atomic_file
+
+
+class AudioLoadError(ValueError):
+    """An audio file is missing, unreadable, empty or not finite. The message names the file."""
+
+
+def load_audio(path, target_sr=16000):
+    """Load `path` (wav/flac/ogg/mp3...), keep channel 0, resample to `target_sr`.
+
+    Returns a float32 1-D array. Raises AudioLoadError naming the file on any problem.
+    """
+    import librosa
+    import soundfile
+
+    if not os.path.isfile(path):
+        raise AudioLoadError(f"audio file not found: {path}")
+    try:
+        data, sr = soundfile.read(path, dtype="float32", always_2d=True)
+        wav = data[:, 0]
+    except Exception as sf_err:  # noqa: BLE001 - libsndfile cannot read it (e.g. some mp3): try audioread
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data, sr = librosa.load(path, sr=None, mono=False)
+            wav = data if data.ndim == 1 else data[0]
+        except Exception as err:  # noqa: BLE001 - re-raised with the file name and both causes
+            cause = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            raise AudioLoadError(
+                f"cannot read audio file {path}: not a readable audio format (soundfile: {sf_err}; audioread: {cause})"
+            ) from err
+    return check_waveform(resample(np.asarray(wav, np.float32), sr, target_sr), name=path)
+
+
+def resample(wav, orig_sr, target_sr):
+    """Band-limited resampling (soxr, high quality) of a 1-D float32 signal."""
+    if orig_sr == target_sr:
+        return wav
+    import librosa
+
+    return librosa.resample(wav, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq").astype(np.float32)
+
+
+def check_waveform(wav, name="<array>"):
+    """Reject empty, non-1-D or non-finite signals with an error naming the source."""
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim != 1:
+        raise AudioLoadError(f"{name}: expected a 1-D waveform, got shape {wav.shape}")
+    if wav.size == 0:
+        raise AudioLoadError(f"{name}: the audio signal is empty")
+    if not np.all(np.isfinite(wav)):
+        raise AudioLoadError(f"{name}: the audio signal contains NaN or inf values")
+    return wav
+
+
+def write_wav(path, wav, sample_rate):
+    """Write a mono float32 wav file atomically (temporary name, then rename)."""
+    import soundfile
+
+    wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+    with atomic_file(path) as f:
+        soundfile.write(f, wav, sample_rate, format="WAV", subtype="FLOAT")

@@ -1,0 +1,137 @@
+"""GLM-4-Voice Whisper-VQ encoder (Flax Linen): log-mel frames -> 12.5 Hz codebook ids.
+
+causal conv (stride 1) -> causal conv (stride 2) -> + learned positions
+-> `num_layers` pre-LN Whisper layers under a block-causal mask -> average pool
+-> nearest codebook row (squared Euclidean distance).
+Layers run under `nn.scan` over stacked weights, so compile time does not grow with depth.
+"""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class WhisperVQConfig:
+    """Sizes of the encoder; the structure (causal convs, avg pooling, VQ at the pooling
+    layer, encoder only) is fixed and checked when a `config.json` is imported."""
+
+    num_mel_bins: int = 128
+    d_model: int = 1280
+    num_heads: int = 20
+    ffn_dim: int = 5120
+    num_layers: int = 16  # `quantize_position`: layers after it are not built
+    max_source_positions: int = 1500
+    block_size: int = 200  # `quantize_causal_block_size`, in 50 Hz frames
+    pool_size: int = 4  # `pooling_kernel_size`
+    codebook_size: int = 16384  # `quantize_vocab_size`
+    layer_norm_eps: float = 1e-5
+
+    @property
+    def frames_per_token(self):
+        """Log-mel frames per code: conv2 stride (2) x pooling."""
+        return 2 * self.pool_size
+
+
+def block_causal_attention(q, k, v, key_mask, block_size):
+    """Softmax attention under GLM's block-causal mask, computing only the allowed blocks.
+
+    q, k, v [B, H, T, head_dim]; key_mask [B, T]. Query i may see key j iff key j is valid
+    and `j <= i or i // block == j // block`, i.e. iff j's block is not after i's block:
+    so the queries of block b attend to the valid keys [0, end of block b).
+    """
+    length, outputs = q.shape[2], []
+    for start in range(0, length, block_size):
+        stop = min(start + block_size, length)
+        scores = q[:, :, start:stop] @ jnp.swapaxes(k[:, :, :stop], 2, 3)
+        scores = jnp.where(key_mask[:, None, None, :stop], scores, jnp.finfo(scores.dtype).min)
+        outputs.append(jax.nn.softmax(scores, axis=-1) @ v[:, :, :stop])
+    return jnp.concatenate(outputs, axis=2)
+
+
+class SelfAttention(nn.Module):
+    """Whisper multi-head self-attention (k_proj has no bias) under the block-causal mask."""
+
+    d_model: int
+    num_heads: int
+    block_size: int
+
+    @nn.compact
+    def __call__(self, x, key_mask):
+        batch, length, _ = x.shape
+        head_dim = self.d_model // self.num_heads
+        heads = lambda t: t.reshape(batch, length, self.num_heads, head_dim).transpose(0, 2, 1, 3)  # noqa: E731
+        q = heads(nn.Dense(self.d_model, name="q_proj")(x) * head_dim**-0.5)
+        k = heads(nn.Dense(self.d_model, use_bias=False, name="k_proj")(x))
+        v = heads(nn.Dense(self.d_model, name="v_proj")(x))
+        out = block_causal_attention(q, k, v, key_mask, self.block_size)
+        return nn.Dense(self.d_model, name="out_proj")(out.transpose(0, 2, 1, 3).reshape(batch, length, self.d_model))
+
+
+class EncoderLayer(nn.Module):
+    """Pre-LN Whisper encoder layer; the (carry, key_mask) signature suits `nn.scan`."""
+
+    config: WhisperVQConfig
+
+    @nn.compact
+    def __call__(self, h, key_mask):
+        cfg = self.config
+        norm = lambda name: nn.LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False, name=name)  # noqa: E731
+        attention = SelfAttention(cfg.d_model, cfg.num_heads, cfg.block_size, name="self_attn")
+        h = h + attention(norm("self_attn_layer_norm")(h), key_mask)
+        ffn = nn.Dense(cfg.ffn_dim, name="fc1")(norm("final_layer_norm")(h))
+        h = h + nn.Dense(cfg.d_model, name="fc2")(nn.gelu(ffn, approximate=False))
+        return h, None
+
+
+def nearest_code(hidden, codebook):
+    """argmin_c ||h - c||^2 as GLM computes it: (||c||^2 + ||h||^2) - 2 h.c (first index on ties)."""
+    distances = (jnp.sum(codebook**2, axis=-1) + jnp.sum(hidden**2, axis=-1, keepdims=True)) - 2.0 * (
+        hidden @ codebook.T
+    )
+    return jnp.argmin(distances, axis=-1).astype(jnp.int32)
+
+
+class WhisperVQEncoder(nn.Module):
+    """features [B, T, num_mel_bins] (T a multiple of 2 * pool_size), frame_mask [B, T]
+    -> codes [B, T // (2 * pool_size)]; `pooled_hidden` gives the vectors that are quantized."""
+
+    config: WhisperVQConfig
+
+    def setup(self):
+        cfg = self.config
+        self.conv1 = nn.Conv(cfg.d_model, kernel_size=(3,), strides=(1,), padding=[(2, 0)])
+        self.conv2 = nn.Conv(cfg.d_model, kernel_size=(3,), strides=(2,), padding=[(2, 0)])
+        self.embed_positions = self.param(
+            "embed_positions", nn.initializers.normal(0.02), (cfg.max_source_positions, cfg.d_model)
+        )
+        self.layers = nn.scan(
+            EncoderLayer,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=nn.broadcast,
+            length=cfg.num_layers,
+        )(cfg)
+        self.codebook = self.param("codebook", nn.initializers.normal(1.0), (cfg.codebook_size, cfg.d_model))
+
+    def pooled_hidden(self, features, frame_mask):
+        """Hidden states after the last layer, average-pooled: [B, T // (2 * pool_size), d_model]."""
+        cfg = self.config
+        if features.shape[1] % cfg.frames_per_token:
+            raise ValueError(
+                f"{features.shape[1]} feature frames: not a multiple of {cfg.frames_per_token} frames per code"
+            )
+        h = nn.gelu(self.conv1(features), approximate=False)
+        h = nn.gelu(self.conv2(h), approximate=False)
+        length = h.shape[1]
+        if length > cfg.max_source_positions:
+            raise ValueError(f"{length} frames after conv2 exceed max_source_positions={cfg.max_source_positions}")
+        h = h + self.embed_positions[:length]
+        h, _ = self.layers(h, frame_mask[:, ::2])
+        batch, _, width = h.shape
+        return h.reshape(batch, length // cfg.pool_size, cfg.pool_size, width).mean(axis=2)
+
+    def __call__(self, features, frame_mask):
+        return nearest_code(self.pooled_hidden(features, frame_mask), self.codebook)

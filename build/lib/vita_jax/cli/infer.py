@@ -1,0 +1,149 @@
+"""Inference: stream interleaved text + audio tokens from a checkpoint in any decoding mode.
+
+    python infer.py --demo                                          # built-in tiny random model
+    python infer.py --checkpoint DIR --mode turbo --prompt "Hello"  # ChatML applied, streamed text
+    python infer.py --checkpoint DIR --input-ids 1,2,3 --json       # raw ids, machine-readable
+
+Modes: vanilla, balance, boost, turbo, lossless, or a list such as 1,10 or 1,4,3,8,4,10.
+Prints the streamed text, the number of audio codes in every chunk (one per <|end_of_audio|>),
+and timings (compile, first token, first audio chunk, tokens/s).
+"""
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+import vita_jax
+from vita_jax.configs.model import get_config
+from vita_jax import vocabulary
+from vita_jax.decode import AudioChunkEvent, EndEvent, TextEvent
+from vita_jax.decode.decoder import compile_ahead, prepare
+
+
+def chat_prompt(prompt, system=None):
+    """ChatML with the assistant's generation prompt (spec section 2; no default system message)."""
+    turns = ([("system", system)] if system else []) + [("user", prompt)]
+    return "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n" for role, content in turns) + "<|im_start|>assistant\n"
+
+
+def parse_mode(text):
+    """'turbo' -> 'turbo'; '1,10' -> [1, 10]; 'inf,0' -> ['inf', 0]."""
+    if "," not in text:
+        return text
+    return [part.strip() if part.strip() == "inf" else int(part) for part in text.split(",")]
+
+
+def run(model, input_ids, options, tokenizer=None, stream_options=None, echo=True):
+    """Compile, then stream one generation. Returns a report dict (ids, text, chunks, timings)."""
+    start = time.perf_counter()
+    executable = compile_ahead(model, prepare(model, input_ids, **options))
+    compile_s = time.perf_counter() - start
+    report = {"mode": options["mode"], "compile_s": compile_s, "token_ids": [], "text": "", "audio_chunks": [],
+              "first_token_s": None, "first_audio_chunk_s": None}
+    start = time.perf_counter()
+    for event in model.stream(input_ids, tokenizer=tokenizer, executable=executable, **options,
+                              **(stream_options or {})):
+        now = time.perf_counter() - start
+        if isinstance(event, TextEvent):
+            report["first_token_s"] = report["first_token_s"] or now
+            report["token_ids"] += event.token_ids
+            report["text"] += event.text or ""
+            if echo:
+                print(event.text if tokenizer else f"{list(event.token_ids)} ", end="", flush=True)
+        elif isinstance(event, AudioChunkEvent):
+            report["first_audio_chunk_s"] = report["first_audio_chunk_s"] or now
+            report["audio_chunks"].append(len(event.codes))
+            if echo:
+                print(f"[audio chunk {event.index}: {len(event.codes)} codes at {1e3 * now:.0f} ms] ", end="",
+                      flush=True)
+        elif isinstance(event, EndEvent):
+            report.update(stop_reason=event.reason, num_tokens=event.num_tokens)
+    report["total_s"] = time.perf_counter() - start
+    report["tokens_per_s"] = report.get("num_tokens", 0) / report["total_s"]
+    if echo:
+        print()
+    return report
+
+
+def print_timings(report):
+    first_chunk = report["first_audio_chunk_s"]
+    print(f"{report['mode']}: {report.get('num_tokens', 0)} tokens ({report.get('stop_reason', 'stopped')}), "
+          f"audio chunks {report['audio_chunks']} codes; compile {report['compile_s']:.2f} s, first token "
+          f"{1e3 * report['first_token_s']:.1f} ms, first audio chunk "
+          f"{'-' if first_chunk is None else f'{1e3 * first_chunk:.1f} ms'}, "
+          f"{report['tokens_per_s']:.1f} tokens/s")
+
+
+def demo():
+    """A random tiny qwen2_mtp model (K=10) -> Hugging Face layout -> import -> streamed Turbo and
+    Vanilla decoding. Its 256-id vocabulary stands in for the real one: ids >= 128 play audio
+    codes and 127 plays <|end_of_audio|>, so the stream shows audio chunks."""
+    config = get_config("tiny").replace(num_mctp_modules=10)
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_dir = os.path.join(tmp, "tiny-qwen2-mtp")
+        vita_jax.VitaAudioModel.random(config, seed=0).save_pretrained(hf_dir, dtype="float32")
+        model = vita_jax.load_pretrained(hf_dir, progress=False)
+    print(f"random tiny qwen2_mtp checkpoint: {config.num_layers} layers, K={config.num_mctp_modules}, "
+          f"vocab {config.vocab_size} (ids >= 128 stand for audio codes, 127 for <|end_of_audio|>)")
+    prompt = np.random.default_rng(0).integers(0, 127, (1, 12)).astype(np.int32)
+    stand_ins = {"audio_offset": 128, "num_audio_codes": 128, "end_of_audio_id": 127}
+    for mode in ("turbo", "vanilla"):
+        options = {"mode": mode, "max_new_tokens": 64, "eos_token_ids": ()}
+        print(f"--- {mode} ---")
+        print_timings(run(model, prompt, options, stream_options=stand_ins))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", action="store_true", help="run on a built-in tiny random checkpoint")
+    parser.add_argument("--checkpoint", help="Hugging Face or vita_jax checkpoint directory")
+    parser.add_argument("--prompt", help="user message (the chat template is applied)")
+    parser.add_argument("--system", help="optional system message")
+    parser.add_argument("--input-ids", help="comma-separated token ids, e.g. 1,2,3 (no template)")
+    parser.add_argument("--mode", default="turbo", help="vanilla|balance|boost|turbo|lossless or a list like 1,10")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--sample", action="store_true", help="sample (default: greedy)")
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--top-p", type=float, default=0.8)
+    parser.add_argument("--repetition-penalty", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the stream")
+    args = parser.parse_args(argv)
+    if args.demo:
+        return demo()
+    if not args.checkpoint or (args.prompt is None) == (args.input_ids is None):
+        parser.error("give --demo, or --checkpoint DIR with exactly one of --prompt TEXT / --input-ids 1,2,3")
+    model = vita_jax.load_pretrained(args.checkpoint, progress=not args.json)
+    tokenizer = None
+    if args.prompt is not None or model.config.vocab_size == vocabulary.PADDED_VOCAB_SIZE:
+        from transformers import AutoTokenizer
+
+        source = model.side_files_dir or args.checkpoint
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as error:
+            if args.prompt is not None:
+                raise SystemExit(f"--prompt needs a tokenizer in {source}: {error}")
+    if args.prompt is not None:
+        input_ids = [tokenizer.encode(chat_prompt(args.prompt, args.system), add_special_tokens=False)]
+    else:
+        input_ids = [[int(t) for t in args.input_ids.split(",")]]
+    options = {"mode": parse_mode(args.mode), "max_new_tokens": args.max_new_tokens}
+    if args.sample:
+        options.update(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    if args.repetition_penalty != 1.0:
+        options["repetition_penalty"] = args.repetition_penalty
+    report = run(model, input_ids, options, tokenizer=tokenizer, echo=not args.json)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_timings(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The run config shared by the four stage configs (configs/stage*.py), and its tiny variant.
+
+Sections: stage, model (configs/model.py geometry + num_mctp_modules, scan_layers, dtypes),
+init (checkpoint to start from: Hugging Face or vita_jax directory; "" = random), data, optim,
+train, mesh, checkpoint, export, distributed. Every field can be overridden on the command line:
+`python train.py --config configs/stage4_sft.py --config.optim.lr.mctp=1e-4`.
+"""
+
+import os
+
+import ml_collections
+
+from vita_jax.configs.model import get_config as model_config
+
+RELEASE_OPTIM = dict(b1=0.9, b2=0.95, eps=1e-8, grad_clip=1.0, warmup_ratio=0.03)
+TINY_DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "sample.jsonl")  # ships in the package
+
+
+def base_config(stage, num_mctp_modules, trainable, lr, weight_decay, steps, seq_len):
+    cfg = ml_collections.ConfigDict()
+    cfg.stage = stage
+    cfg.model = model_config("vita-audio-7b").replace(
+        num_mctp_modules=num_mctp_modules, scan_layers=True, remat=True, dtype="bfloat16",
+        param_dtype="float32").to_dict()  # a plain section: overridable as --config.model.FIELD
+    cfg.init = dict(checkpoint="", seed=0)
+    cfg.data = dict(
+        files="", tokenizer="", num_audio_codes=16384, ratios="boost", seq_len=seq_len,
+        num_shards=0,  # 0: one per process; set it to keep the data order when the process count changes
+        seed=0, worker_count=4, read_threads=0, on_bad_sample="skip", code_cache="", speech_tokenizer_dir="",
+        data_root="",
+    )
+    cfg.optim = dict(trainable=trainable, lr=lr, weight_decay=weight_decay, **RELEASE_OPTIM)
+    cfg.train = dict(steps=steps, global_batch_size=16, microbatches=1, mtp_loss_weight=1.0, log_every=10,
+                     workdir=f"runs/{stage}", peak_flops_per_device=0.0)
+    cfg.mesh = dict(data=1, fsdp=-1, tensor=1, devices=0)  # devices: use the first N (0 = all)
+    cfg.checkpoint = dict(every=500, keep=3, use_async=True)
+    cfg.export = dict(enabled=True, hf_dir="", dtype="bfloat16")
+    cfg.distributed = dict(enabled=False, coordinator_address="", num_processes=0, process_id=-1,
+                           cpu_collectives="")
+    return cfg
+
+
+def tiny_variant(cfg):
+    """The same stage on the tiny model, the bundled sample data and a BPE trained on it (demo, tests)."""
+    k = cfg.model.num_mctp_modules
+    cfg.model = model_config("tiny").replace(
+        num_mctp_modules=k, vocab_size=16704).to_dict()  # 300 BPE + 20 specials + 16384 audio tokens
+    cfg.data.update(files=TINY_DATA, tokenizer="tiny", seq_len=192, worker_count=0)
+    cfg.train.update(steps=20, global_batch_size=4, log_every=5, workdir=f"/tmp/vita_jax_runs/{cfg.stage}")
+    cfg.checkpoint.update(every=10)
+    cfg.mesh.update(fsdp=1, data=-1)
+    return cfg
+
+
+def finish(cfg, arg):
+    """Apply the `:tiny` variant when asked (`--config configs/stage1_alignment.py:tiny`)."""
+    if arg == "tiny":
+        return tiny_variant(cfg)
+    if arg:
+        raise ValueError(f"unknown config variant {arg!r}; use ':tiny' or nothing")
+    return cfg

@@ -1,0 +1,1 @@
+"""Training data: tokenizer extension, chat template, interleaving, labels, packing, grain pipeline."""

@@ -1,0 +1,84 @@
+"""Greedy packing of variable-length samples into fixed-length rows (a checkpointable grain stage).
+
+Row fields (int32): input_ids, labels (-100 = not learned, padding), segment_ids (1, 2, ... per
+sample, 0 = padding), positions (restart at 0 per sample), skipped ([len(SKIP_REASONS)] counts of
+the samples skipped while this row was filled). Samples keep their order; a sample that does not
+fit starts the next row. The iterator state is the parent's state before the pending sample, so
+a restored iterator rebuilds exactly the rows it would have produced.
+"""
+
+import logging
+
+import grain
+import numpy as np
+
+from vita_jax.data.chat_template import IGNORE
+from vita_jax.data.samples import SKIP_REASONS, Skip
+
+MAX_LOGGED_SKIPS = 20
+
+
+class PackedRowsIterDataset(grain.IterDataset):
+    def __init__(self, parent, seq_len):
+        super().__init__(parent)
+        self.seq_len = seq_len
+
+    def __iter__(self):
+        return _PackedRowsIterator(self._parent.__iter__(), self.seq_len)
+
+
+def empty_row(seq_len):
+    return {
+        "input_ids": np.zeros(seq_len, np.int32), "labels": np.full(seq_len, IGNORE, np.int32),
+        "segment_ids": np.zeros(seq_len, np.int32), "positions": np.zeros(seq_len, np.int32),
+        "skipped": np.zeros(len(SKIP_REASONS), np.int32),
+    }
+
+
+class _PackedRowsIterator(grain.DatasetIterator):
+    def __init__(self, parent, seq_len):
+        super().__init__(parent)
+        self.seq_len = seq_len
+        self._pending, self._pending_state = None, None
+        self._logged = 0
+
+    def __next__(self):
+        row, used, segment = empty_row(self.seq_len), 0, 0
+        while True:
+            if self._pending is None:
+                state = self._parent.get_state()
+                try:
+                    item = next(self._parent)
+                except StopIteration:
+                    if segment == 0 and not row["skipped"].any():
+                        raise
+                    return row
+                if isinstance(item, Skip):
+                    self._count_skip(row, item)
+                    continue
+                self._pending, self._pending_state = item, state
+            n = len(self._pending["input_ids"])
+            if n > self.seq_len:
+                raise ValueError(f"sample of {n} tokens exceeds the row length {self.seq_len}")
+            if used + n > self.seq_len:
+                return row
+            segment += 1
+            row["input_ids"][used:used + n] = self._pending["input_ids"]
+            row["labels"][used:used + n] = self._pending["labels"]
+            row["segment_ids"][used:used + n] = segment
+            row["positions"][used:used + n] = np.arange(n)
+            used += n
+            self._pending = None
+
+    def _count_skip(self, row, skip):
+        row["skipped"][SKIP_REASONS.index(skip.reason)] += 1
+        if self._logged < MAX_LOGGED_SKIPS:
+            self._logged += 1
+            logging.warning("skipped sample %s (%s): %s", skip.where, skip.reason, skip.message)
+
+    def get_state(self):
+        return {"parent": self._pending_state if self._pending is not None else self._parent.get_state()}
+
+    def set_state(self, state):
+        self._parent.set_state(state["parent"])
+        self._pending, self._pending_state = None, None

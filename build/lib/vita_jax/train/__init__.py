@@ -1,0 +1,1 @@
+"""Training: loss, parameter groups, optimizer, model growth, train step, checkpoints, loop, metrics."""

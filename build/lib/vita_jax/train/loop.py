@@ -1,0 +1,171 @@
+"""The training loop: build everything from a run config, resume, step, log, checkpoint, export.
+
+    result = train(config)     # config: see configs/train_base.py
+    result.losses              # {step: loss} of the steps this call ran
+
+Stops with TrainingDiverged on a non-finite loss; the last good checkpoint is kept (nothing is
+saved after the bad step).
+"""
+
+import dataclasses
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from vita_jax.data.jsonl_source import expand_paths
+from vita_jax.data.pipeline import make_batch_iterator, make_encoder
+from vita_jax.data.samples import SKIP_REASONS
+from vita_jax.data.tokenizer import VocabIds, load_tokenizer
+from vita_jax.model import VitaAudioModel
+from vita_jax.nn.vita_audio import VitaAudio
+from vita_jax.sharding import global_batch, make_mesh
+from vita_jax.train.checkpoints import TrainCheckpointer
+from vita_jax.train.metrics import MetricsWriter, peak_flops_per_device, train_flops_per_token
+from vita_jax.train.model_init import initial_params
+from vita_jax.train.optimizer import group_schedules, make_optimizer
+from vita_jax.train.param_groups import param_labels
+from vita_jax.train.train_state import abstract_state, init_train_state, jit_train_step
+from vita_jax.train.train_step import BATCH_FIELDS, LossConfig
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class TrainResult:
+    losses: dict
+    final_step: int
+    skipped: dict
+    final_dir: str = None
+
+
+def build_tokenizer(data_cfg, workdir):
+    """The configured tokenizer directory, or "tiny": a small BPE trained on the data (demo, tests)."""
+    if data_cfg.tokenizer != "tiny":
+        return load_tokenizer(data_cfg.tokenizer, data_cfg.num_audio_codes)
+    import json
+
+    from vita_jax.data.tiny_tokenizer import build_tiny_tokenizer
+
+    texts = []
+    for path in expand_paths(data_cfg.files):
+        with open(path) as f:
+            texts += [m["content"] for line in f if line.strip() for m in json.loads(line).get("messages", [])
+                      if isinstance(m, dict) and isinstance(m.get("content"), str)]
+    out = os.path.join(workdir, "tiny_tokenizer")
+    build_tiny_tokenizer(texts, out)
+    return load_tokenizer(out, data_cfg.num_audio_codes)
+
+
+def speech_tokenizer(data_cfg):
+    if not data_cfg.speech_tokenizer_dir:
+        return None
+    from vita_jax.audio.speech_tokenizer import load_tokenizer as load_speech_tokenizer
+
+    return load_speech_tokenizer(data_cfg.speech_tokenizer_dir)
+
+
+def train(cfg, progress=True, stop_after_steps=None):
+    """Run (or resume) the stage described by `cfg` up to cfg.train.steps. `stop_after_steps`:
+    return after that many steps of this call without a final save or export, as a preempted
+    job would (time-limited jobs, resume drills)."""
+    workdir = cfg.train.workdir
+    os.makedirs(workdir, exist_ok=True)
+    mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor,
+                     devices=jax.devices()[:cfg.mesh.devices] if cfg.mesh.devices else None)
+    tokenizer = build_tokenizer(cfg.data, workdir)
+    ids = VocabIds.of(tokenizer)
+    mcfg, params, hf_config = initial_params(cfg, ids.vocab_size, mesh)
+    module = VitaAudio(mcfg)
+    labels = param_labels(params, tuple(cfg.optim.trainable))
+    tx = make_optimizer(cfg.optim, cfg.train.steps, labels)
+    state, state_sh = init_train_state(params, tx, mesh)
+
+    data = make_batch_iterator(cfg.data, make_encoder(cfg.data, tokenizer, ids, speech_tokenizer(cfg.data)),
+                               cfg.train.global_batch_size)
+    ckpt = TrainCheckpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), cfg.checkpoint.every,
+                             cfg.checkpoint.keep, cfg.checkpoint.use_async)
+    restored = ckpt.restore_latest(abstract_state(state, state_sh), data)
+    if restored is not None:
+        state = restored[0]
+        logging.info("resumed from %s at step %d", ckpt.directory, int(state["step"]))
+
+    loss_cfg = LossConfig.of(mcfg, tuple(cfg.optim.trainable), cfg.train.mtp_loss_weight)
+    step_fn = jit_train_step(module, tx, labels, loss_cfg, state_sh, mesh, cfg.train.microbatches)
+    schedules = group_schedules(cfg.optim, cfg.train.steps, labels)
+    flops_per_token = train_flops_per_token(mcfg, cfg.data.seq_len, mcfg.num_mctp_modules, loss_cfg.train_backbone)
+    peak = peak_flops_per_device(cfg.train.peak_flops_per_device)
+    writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
+    config_dict = cfg.to_dict()
+
+    start = int(state["step"])
+    losses, skipped = {}, dict.fromkeys(SKIP_REASONS, 0)
+    bar = tqdm(total=cfg.train.steps, initial=start, desc=cfg.stage, unit="step",
+               disable=not progress or jax.process_index() != 0)
+    window_tokens, window_start, last_saved = 0, None, start
+    try:
+        end = cfg.train.steps if stop_after_steps is None else min(cfg.train.steps, start + stop_after_steps)
+        for step in range(start, end):
+            local = next(data)
+            for reason, n in zip(SKIP_REASONS, np.asarray(local["skipped"]).sum(axis=0)):
+                skipped[reason] += int(n)
+            batch = global_batch({k: local[k] for k in BATCH_FIELDS}, mesh)
+            state, metrics = step_fn(state, batch)
+            loss = float(metrics["loss"])
+            if not np.isfinite(loss):
+                ckpt.wait()
+                last = ckpt.steps()
+                raise TrainingDiverged(
+                    f"non-finite loss {loss} at step {step + 1}; training stopped. Last good checkpoint: "
+                    f"{'step ' + str(last[-1]) if last else 'none'} in {ckpt.directory}")
+            losses[step + 1] = loss
+            window_tokens += int(metrics["tokens"])
+            if window_start is None:  # the first step compiles: time from its end
+                window_start, window_tokens = time.perf_counter(), 0
+            if ckpt.save(step + 1, state, data, config_dict):
+                last_saved = step + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if (step + 1) % cfg.train.log_every == 0 or step + 1 == cfg.train.steps:
+                elapsed = time.perf_counter() - window_start
+                record = {"step": step + 1, "loss": loss, **{f"lr/{g}": float(s(step)) for g, s in schedules.items()}}
+                if elapsed > 0 and window_tokens:
+                    record["tokens_per_s"] = window_tokens / elapsed
+                    if peak:
+                        record["mfu"] = record["tokens_per_s"] * flops_per_token / (peak * jax.device_count())
+                record.update({k: float(v) for k, v in metrics.items() if k != "loss"})
+                record.update({f"skipped/{r}": n for r, n in skipped.items()})
+                writer.write(record)
+                bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+                window_tokens, window_start = 0, time.perf_counter()
+        if end == cfg.train.steps and last_saved != end:
+            ckpt.save(end, state, data, config_dict, force=True)
+        ckpt.wait()
+    finally:
+        bar.close()
+        ckpt.close()
+        data.close()
+    final_dir = None
+    if cfg.export.enabled and end == cfg.train.steps:
+        final_dir = export(cfg, mcfg, state["params"], hf_config)
+    return TrainResult(losses=losses, final_step=int(state["step"]), skipped=skipped, final_dir=final_dir)
+
+
+def export(cfg, mcfg, params, hf_config):
+    """{workdir}/final (this project's checkpoint: the next stage's init.checkpoint) and, when
+    export.hf_dir is set, the Hugging Face layout."""
+    if jax.process_count() > 1:
+        logging.warning("export skipped in a multi-process run: rerun the same command in one process "
+                        "(it restores the final checkpoint, trains no further and exports)")
+        return None
+    final_dir = os.path.join(cfg.train.workdir, "final")
+    model = VitaAudioModel(mcfg, jax.device_get(params), hf_config)
+    model.save(final_dir)
+    if cfg.export.hf_dir:
+        model.save_pretrained(cfg.export.hf_dir, dtype=cfg.export.dtype)
+    return final_dir

@@ -1,0 +1,71 @@
+"""Cross-entropy of the backbone head and the K MCTP heads on packed rows (spec sections 5 and 6).
+
+Head 0 is the backbone (logits at j predict x_{j+1}); head k+1 is MCTP module k (logits at pair j
+predict x_{j+k+2}). A target counts when it has a label (!= -100) and lies in the same packed
+sample as position j. Loss = CE_main + (w / K) * sum_k CE_k, CE_main left out when the backbone
+is frozen. Log-softmax in float32; each head's logits are rematerialised in the backward pass so
+only one [B, T, vocab] block is alive at a time.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from vita_jax.data.chat_template import IGNORE
+from vita_jax.nn.vita_audio import pair_segment_ids, shift_left
+
+
+def head_offsets(num_modules, main_head):
+    """Target offset of each head that enters the loss: 1 for the backbone, k+2 for module k."""
+    return ([1] if main_head else []) + [k + 2 for k in range(num_modules)]
+
+
+def head_targets(labels, segment_ids, offset):
+    """(targets [B, T], valid [B, T]): labels[j + offset] where it counts for position j."""
+    targets = shift_left(labels, offset, fill=IGNORE)
+    same_sample = pair_segment_ids(segment_ids, offset) != 0
+    valid = same_sample & (targets != IGNORE)
+    return jnp.where(valid, targets, 0), valid
+
+
+def head_counts(batch, offsets):
+    """Number of counted targets of each head [H] (float32)."""
+    return jnp.stack([head_targets(batch["labels"], batch["segment_ids"], o)[1].sum() for o in offsets]).astype(
+        jnp.float32)
+
+
+def _head_sums(logits_fn, params, hidden, targets, valid):
+    logits = logits_fn(params, hidden).astype(jnp.float32)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    correct = (jnp.argmax(logits, axis=-1) == targets) & valid
+    return jnp.where(valid, nll, 0.0).sum(), correct.sum().astype(jnp.float32)
+
+
+def head_sums(module, params, batch, num_modules, main_head, detach_backbone, hidden_sharding=None):
+    """(summed NLL [H], correct predictions [H]) over the heads of `head_offsets`. `hidden_sharding`
+    (a NamedSharding of [B, T, E]) pins the hidden states to the batch layout on a mesh."""
+    out = module.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
+                       detach_backbone=detach_backbone, with_logits=False)
+    hiddens = ([out.hidden] if main_head else []) + list(out.mctp_hidden)
+    if hidden_sharding is not None:
+        hiddens = [jax.lax.with_sharding_constraint(h, hidden_sharding) for h in hiddens]
+
+    def logits_fn(p, h):
+        return module.apply({"params": p}, h, method="logits")
+
+    sums = jax.checkpoint(_head_sums, static_argnums=(0,))
+    nll, correct = [], []
+    for hidden, offset in zip(hiddens, head_offsets(num_modules, main_head)):
+        targets, valid = head_targets(batch["labels"], batch["segment_ids"], offset)
+        s, c = sums(logits_fn, params, hidden, targets, valid)
+        nll.append(s)
+        correct.append(c)
+    return jnp.stack(nll), jnp.stack(correct)
+
+
+def combine(nll_sums, counts, num_modules, main_head, mtp_loss_weight):
+    """The scalar loss from per-head NLL sums and (global) target counts."""
+    per_head = nll_sums / jnp.maximum(counts, 1.0)
+    main = per_head[0] if main_head else 0.0
+    modules = per_head[1:] if main_head else per_head
+    return main + (mtp_loss_weight / num_modules * modules.sum() if num_modules else 0.0)
