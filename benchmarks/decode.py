@@ -26,17 +26,14 @@ import json
 import math
 import os
 import resource
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from vita_jax.configs.model import get_config  # noqa: E402
-from vita_jax import VitaAudioModel  # noqa: E402
-from vita_jax.decode import TextEvent, decode, stream  # noqa: E402
-from vita_jax.decode.decoder import compile_ahead, prepare  # noqa: E402
+from vita_jax.configs.model import get_config
+from vita_jax import VitaAudioModel
+from vita_jax.decode import TextEvent, decode, stream
+from vita_jax.decode.decoder import compile_ahead, prepare
 
 MODES = ("vanilla", "balance", "boost", "turbo", "lossless")
 FIRST_CHUNK_TOKENS = 11

@@ -17,12 +17,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from vita_jax.configs.model import get_config  # noqa: E402
-from vita_jax.convert.hf_checkpoint import WEIGHT_DTYPES, param_table, plan_shards, shard_names  # noqa: E402
-from vita_jax.convert.safetensors_io import write_safetensors  # noqa: E402
-from vita_jax.model_config import to_hf_config  # noqa: E402
+from vita_jax.configs.model import get_config
+from vita_jax.convert.hf_checkpoint import WEIGHT_DTYPES, param_table, plan_shards, shard_names
+from vita_jax.convert.safetensors_io import write_safetensors
+from vita_jax.model_config import to_hf_config
 
 SHARD_BYTES = 2 * 2**30
 

@@ -15,10 +15,8 @@ fusion and layouts) but the sharded state dominates.
 import argparse
 import importlib
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_args():

@@ -95,3 +95,10 @@ def test_no_test_file_imports_another_test_file():
                  for p in python_files("tests") for dep in imported_modules(p, test_modules)
                  if dep.split(".")[-1].startswith("test_") and dep.startswith("tests")]
     assert not offenders, "\n".join(offenders)
+
+
+def test_no_file_edits_sys_path():
+    """Benchmarks and tests import the package as installed (`pip install -e .`), not by path hacks."""
+    offenders = [os.path.relpath(p, ROOT) for folder in ("vita_jax", "benchmarks", "tests", "conversion", "configs")
+                 for p in python_files(folder) if "sys.path." in open(p).read() and not p.endswith("test_imports.py")]
+    assert not offenders, offenders
