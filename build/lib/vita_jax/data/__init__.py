@@ -1,1 +1,0 @@
-"""Training data: tokenizer extension, chat template, interleaving, labels, packing, grain pipeline."""

@@ -1,1 +1,0 @@
-"""Flax (Linen) modules of the Qwen2 backbone and the MCTP stack."""

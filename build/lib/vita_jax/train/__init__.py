@@ -1,1 +1,0 @@
-"""Training: loss, parameter groups, optimizer, model growth, train step, checkpoints, loop, metrics."""
