@@ -5,9 +5,10 @@ and every console script answers --help.
 The fresh environment sees this environment's third-party packages through a path file (no
 downloads: CI has no wheel cache for a second copy of JAX and torch), but not the repository:
 `pip install --no-index` must find every declared dependency installed, and the package
-itself is built from the repository and installed as a wheel."""
+itself is built from a copy of the repository and installed as a wheel."""
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -58,8 +59,10 @@ def installed(tmp_path_factory):
                           check=True, capture_output=True, text=True).stdout.strip()
     with open(os.path.join(site, "third_party.pth"), "w") as f:
         f.write(sysconfig.get_paths()["purelib"] + "\n")
+    source = root / "source"  # a copy, so that the build leaves nothing in the repository
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "runs"))
     done = subprocess.run([python, "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation",
-                           f"{REPO}[audio,train]"], cwd=str(root), capture_output=True, text=True)
+                           f"{source}[audio,train]"], cwd=str(root), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return python, str(venv / "bin"), site
 
