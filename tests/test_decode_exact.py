@@ -40,6 +40,7 @@ def test_forward_counts_follow_the_schedule():
     assert (turbo.backbone_forwards, turbo.module_forwards) == (3, [3] * 10)
 
 
+@pytest.mark.slow
 def test_lossless_equals_vanilla_in_every_row():
     model = agreeing_model()
     vanilla = decode(model, PROMPTS, mode="vanilla", max_new_tokens=MAX_NEW, eos_token_ids=())

@@ -52,6 +52,7 @@ def reference_stream(dec, flow, hift, chunks, stream, context_tokens=None):
     return wavs, mels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("context_tokens", [None, 10])
 def test_stream_matches_the_original_bookkeeping(context_tokens):
     dec, flow, hift = tiny_decoder()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from vita_jax.configs import stage1_alignment
 from tests.helpers.train import tiny_run_config, tiny_tokenizer
@@ -19,6 +20,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
     tiny_tokenizer(tmp_path / "tok")  # built once: both processes load the same directory
     cfg = tiny_run_config(stage1_alignment, tmp_path / "multi", steps=3, tokenizer=str(tmp_path / "tok"),

@@ -5,12 +5,14 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 
 from vita_jax.configs import stage4_sft
 from tests.helpers.train import tiny_run_config
 from vita_jax.train.loop import train
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_is_bit_identical(tmp_path):
     steps = 6
     whole = train(tiny_run_config(stage4_sft, tmp_path / "whole", steps, num_mctp_modules=1), progress=False)

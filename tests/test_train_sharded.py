@@ -12,6 +12,7 @@ from vita_jax import VitaAudioModel
 from vita_jax.sharding import make_mesh
 
 
+@pytest.mark.slow
 def test_sharded_train_step_matches_single_device():
     if jax.device_count() < 8:
         pytest.fail("needs XLA_FLAGS=--xla_force_host_platform_device_count=8 (set in tests/conftest.py)")
