@@ -6,8 +6,7 @@ import pytest
 
 from vita_jax.configs import stage4_sft
 from vita_jax.configs.model import tiny
-from tests.helpers.train import run_steps
-from tests.helpers.train import optim_config, packed_batch
+from tests.helpers.train import optim_config, packed_batch, run_steps
 from vita_jax import VitaAudioModel
 from vita_jax.sharding import make_mesh
 
