@@ -81,7 +81,7 @@ def test_remat_changes_memory_not_results(scan_layers):
     cfg.scan_layers = scan_layers
     plain = VitaAudioModel.random(cfg, seed=1)
     cfg_remat = get_config("tiny")
-    cfg_remat.scan_layers, cfg_remat.remat = scan_layers, True
+    cfg_remat.scan_layers, cfg_remat.remat_policy = scan_layers, "full"
     ids = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 8)), jnp.int32)
 
     def loss(params, module):

@@ -16,6 +16,7 @@ from vita_jax import param_checkpoint
 from vita_jax.convert.hf_checkpoint import copy_side_files, export_hf, import_hf
 from vita_jax.model_config import make_config
 from vita_jax.nn.dtypes import as_dtype
+from vita_jax.nn.remat import check_remat_policy
 from vita_jax.nn.vita_audio import VitaAudio
 from vita_jax.param_layout import convert_layer_layout
 
@@ -95,12 +96,12 @@ class VitaAudioModel:
         param_checkpoint.save_params(out_dir, self.params, CHECKPOINT_KIND, metadata, before_commit=add_side_files)
 
 
-def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, remat=False, progress=True):
+def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, remat_policy="none", progress=True):
     """Load a Hugging Face directory (qwen2 / qwen2_mtp) or a vita_jax checkpoint.
 
     param_dtype: storage dtype of the parameters (default: as stored); dtype: compute dtype;
     scan_layers: stacked backbone layers (training) or one subtree per layer (decoding);
-    remat: recompute decoder-layer activations in the backward pass (training memory).
+    remat_policy: which decoder-layer activations are recomputed in the backward pass (nn/remat.py).
     """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
@@ -120,5 +121,5 @@ def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, 
         config, params, hf_config = import_hf(path, param_dtype=param_dtype, scan_layers=scan_layers,
                                               progress=progress)
         side = path
-    config.dtype, config.remat = dtype, remat
+    config.dtype, config.remat_policy = dtype, check_remat_policy(remat_policy)
     return VitaAudioModel(config, params, hf_config, side_files_dir=side)

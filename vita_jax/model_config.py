@@ -6,18 +6,27 @@ Fields
   num_mctp_modules (K; 0 for a plain Qwen2 model),
   scan_layers (parameters of the backbone layers stacked on a leading `layers` axis and
   run with nn.scan; False keeps one parameter subtree per layer, faster to decode),
-  remat (recompute each decoder layer's activations in the backward pass instead of keeping
-  them: training memory for compute), dtype (compute dtype of matmuls), param_dtype (dtype
-  parameters are created in).
+  remat_policy (which activations of each decoder layer are recomputed in the backward pass
+  instead of kept: none / full / minimal / save_dot_except_mlp / offload_dot_except_mlp, see
+  nn/remat.py; the legacy boolean `remat` given to make_config means full / none),
+  attention (auto / xla / chunked / cudnn / splash, see nn/attention.py),
+  dtype (compute dtype of matmuls), param_dtype (dtype parameters are created in).
 """
 
 import ml_collections
+
+from vita_jax.nn.attention import resolve_attention
+from vita_jax.nn.remat import check_remat_policy
 
 HF_MODEL_TYPES = ("qwen2", "qwen2_mtp")
 
 
 def make_config(**fields):
-    """A model ConfigDict with defaults for everything not given."""
+    """A model ConfigDict with defaults for everything not given (`remat=True/False`, the legacy
+    boolean of older checkpoints and configs, stands for remat_policy full / none)."""
+    if "remat" in fields:
+        legacy = fields.pop("remat")
+        fields.setdefault("remat_policy", "full" if legacy else "none")
     cfg = ml_collections.ConfigDict(
         dict(
             vocab_size=168072,
@@ -32,7 +41,8 @@ def make_config(**fields):
             max_position_embeddings=32768,
             num_mctp_modules=10,
             scan_layers=False,
-            remat=False,
+            remat_policy="none",
+            attention="auto",
             dtype="float32",
             param_dtype="float32",
         )
@@ -56,6 +66,8 @@ def validate(cfg):
         raise ValueError(f"model config: num_heads {cfg.num_heads} is not a multiple of num_kv_heads {cfg.num_kv_heads}")
     if cfg.head_dim % 2:
         raise ValueError(f"model config: head_dim must be even for rotary embedding, got {cfg.head_dim}")
+    check_remat_policy(cfg.remat_policy)
+    resolve_attention(cfg.attention)
     if cfg.num_mctp_modules < 0:
         raise ValueError(f"model config: num_mctp_modules must be >= 0, got {cfg.num_mctp_modules}")
 

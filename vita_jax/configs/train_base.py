@@ -20,7 +20,7 @@ def base_config(stage, num_mctp_modules, trainable, lr, weight_decay, steps, seq
     cfg = ml_collections.ConfigDict()
     cfg.stage = stage
     cfg.model = model_config("vita-audio-7b")
-    cfg.model.update(num_mctp_modules=num_mctp_modules, scan_layers=True, remat=True, dtype="bfloat16",
+    cfg.model.update(num_mctp_modules=num_mctp_modules, scan_layers=True, remat_policy="full", dtype="bfloat16",
                      param_dtype="float32")
     cfg.init = dict(checkpoint="", seed=0)
     cfg.data = dict(
