@@ -19,10 +19,12 @@ from jax.ad_checkpoint import checkpoint_name
 from jax.sharding import PartitionSpec
 
 from vita_jax.nn.rotary import apply_rotary
+from vita_jax.sharding import constrain
 
 ATTENTION_IMPLS = ("auto", "xla", "chunked", "cudnn", "splash")
 AUTO_BY_BACKEND = {"tpu": "splash", "gpu": "cudnn", "cuda": "cudnn", "rocm": "cudnn"}
 CHUNK = 512  # query and key block of the chunked path
+SPLASH_BLOCK = 128  # splash attention runs on lengths that are multiples of this (else: chunked)
 
 
 @flax.struct.dataclass
@@ -76,6 +78,8 @@ def dot_product_attention(q, k, v, mask, impl="auto"):
         return _chunked_attention(q, k, v, mask.segment_ids)
     if impl == "cudnn":
         return _cudnn_attention(q, k, v, mask.segment_ids)
+    if q.shape[1] % SPLASH_BLOCK:  # the kernel's blocks must tile the row (short inputs: parameter init)
+        return _chunked_attention(q, k, v, mask.segment_ids)
     return _splash_attention(q, k, v, mask.segment_ids)
 
 
@@ -207,8 +211,8 @@ class Attention(nn.Module):
         k = checkpoint_name(projection(self.num_kv_heads, ("embed", "kv_heads", "head_dim"), "k_proj")(x), "k_proj")
         v = checkpoint_name(projection(self.num_kv_heads, ("embed", "kv_heads", "head_dim"), "v_proj")(x), "v_proj")
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
-        k = nn.with_logical_constraint(k, ("batch", "length", "kv_heads", "head_dim"))
+        q = constrain(q, ("batch", "length", "heads", "head_dim"))
+        k = constrain(k, ("batch", "length", "kv_heads", "head_dim"))
 
         new_cache = None
         if kv_cache is not None:
@@ -217,7 +221,7 @@ class Attention(nn.Module):
             k, v = new_cache["k"].astype(self.dtype), new_cache["v"].astype(self.dtype)
 
         out = dot_product_attention(q, k, v, mask, self.impl)
-        out = nn.with_logical_constraint(out, ("batch", "length", "heads", "head_dim"))
+        out = constrain(out, ("batch", "length", "heads", "head_dim"))
         out = projection(None, ("heads", "head_dim", "embed"), "o_proj", bias=False, axis=(-2, -1),
                          features=x.shape[-1])(out)
         return checkpoint_name(out, "o_proj"), new_cache

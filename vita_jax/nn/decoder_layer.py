@@ -7,6 +7,7 @@ from vita_jax.nn.dtypes import as_dtype
 from vita_jax.nn.mlp import GatedMLP
 from vita_jax.nn.norm import RMSNorm
 from vita_jax.nn.remat import remat_layer_class
+from vita_jax.sharding import constrain
 
 RESIDUAL_AXES = ("batch", "length", None)  # rows split like the batch, features whole
 
@@ -18,15 +19,15 @@ class DecoderLayer(nn.Module):
     def __call__(self, x, cos, sin, mask, kv_cache=None, cache_length=None):
         cfg = self.config
         dtype, param_dtype = as_dtype(cfg.dtype), as_dtype(cfg.param_dtype)
-        x = nn.with_logical_constraint(x, RESIDUAL_AXES)
+        x = constrain(x, RESIDUAL_AXES)
         attn_out, new_cache = Attention(
             cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, dtype=dtype, param_dtype=param_dtype,
             impl=cfg.attention, name="self_attn",
         )(RMSNorm(cfg.rms_norm_eps, param_dtype, name="input_layernorm")(x), cos, sin, mask, kv_cache, cache_length)
-        x = nn.with_logical_constraint(x + attn_out, RESIDUAL_AXES)
+        x = constrain(x + attn_out, RESIDUAL_AXES)
         mlp = GatedMLP(cfg.intermediate_size, dtype=dtype, param_dtype=param_dtype, name="mlp")
         x = x + mlp(RMSNorm(cfg.rms_norm_eps, param_dtype, name="post_attention_layernorm")(x))
-        return nn.with_logical_constraint(x, RESIDUAL_AXES), new_cache
+        return constrain(x, RESIDUAL_AXES), new_cache
 
 
 def decoder_layer_class(config):

@@ -4,6 +4,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from vita_jax.sharding import constrain
+
 
 class GatedMLP(nn.Module):
     intermediate_size: int
@@ -21,5 +23,5 @@ class GatedMLP(nn.Module):
 
         gate = dense(self.intermediate_size, ("embed", "mlp"), "gate_proj")(x)
         up = dense(self.intermediate_size, ("embed", "mlp"), "up_proj")(x)
-        hidden = nn.with_logical_constraint(nn.silu(gate) * up, ("batch", "length", "mlp"))
+        hidden = constrain(nn.silu(gate) * up, ("batch", "length", "mlp"))
         return dense(x.shape[-1], ("mlp", "embed"), "down_proj")(hidden)
