@@ -60,11 +60,11 @@ class MemoryReport:
 
 def topology_devices(name):
     """The devices of a TPU topology ("v5e:4x4", "v5p:2x2x4", ...) for ahead-of-time compiles."""
+    if not re.fullmatch(r"v\d+[a-z]*:\d+(x\d+)+", name):
+        raise ValueError(f"topology {name!r} is not of the form VERSION:AxB[xC], e.g. v5e:4x4 or v5p:2x2x4")
     if importlib.util.find_spec("libtpu") is None:
         raise RuntimeError(f"topology {name!r} needs libtpu to compile for TPU (no TPU needed): "
                            f"pip install 'jax[tpu]==0.10.2' in a separate environment")
-    if not re.fullmatch(r"v\d+[a-z]*:\d+(x\d+)+", name):
-        raise ValueError(f"topology {name!r} is not of the form VERSION:AxB[xC], e.g. v5e:4x4 or v5p:2x2x4")
     from jax.experimental import topologies
 
     try:
