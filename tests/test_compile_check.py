@@ -14,6 +14,7 @@ from vita_jax.train.compile_check import check_stage, topology_devices
 def test_tiny_stage_compiles_on_the_cpu_mesh_and_reports_its_memory():
     cfg = get_config("tiny")
     cfg.mesh.update(data=2, fsdp=4)
+    cfg.train.global_batch_size = 8
     report = check_stage(cfg)
     assert report.devices == 8 and report.mesh == (2, 4, 1)
     assert report.argument_bytes > 0 and report.temp_bytes > 0 and report.flops > 0

@@ -52,8 +52,8 @@ def test_fused_loss_equals_whole_logits_loss_and_gradients(main_head):
         nll, correct = sums_fn(model.module, params, batch, cfg.num_mctp_modules, main_head, not main_head, **kw)
         return combine(nll, counts, cfg.num_mctp_modules, main_head, 1.0), (nll, correct)
 
-    (want, (want_nll, want_correct)), want_grads = jax.value_and_grad(loss, has_aux=True)(
-        model.params, reference_head_sums)
+    (want, (want_nll, want_correct)), want_grads = jax.jit(jax.value_and_grad(
+        lambda p: loss(p, reference_head_sums), has_aux=True))(model.params)
     fused = jax.jit(jax.value_and_grad(lambda p: loss(p, head_sums, loss_chunk=4, vocab_block=128), has_aux=True))
     (got, (got_nll, got_correct)), got_grads = fused(model.params)
     np.testing.assert_allclose(got, want, rtol=1e-5)
@@ -82,10 +82,10 @@ def test_fused_cross_entropy_pads_the_vocabulary_and_breaks_argmax_ties_like_arg
     assert int(correct[0]) >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", [p for p in REMAT_POLICIES if p not in ("none", "offload_dot_except_mlp")])
 def test_remat_policies_give_the_same_gradients(policy):
-    cfg = tiny()
-    cfg.scan_layers = True
+    cfg = make_config(**{**tiny().to_dict(), "scan_layers": True, "num_mctp_modules": 1})
     model = VitaAudioModel.random(cfg, seed=4)
     batch = {k: jnp.asarray(v) for k, v in packed_batch(cfg.vocab_size, rows=2, seq_len=16, seed=2).items()}
     counts = head_counts(batch, head_offsets(cfg.num_mctp_modules, True))
@@ -99,7 +99,7 @@ def test_remat_policies_give_the_same_gradients(policy):
 
         return jax.jit(jax.grad(loss))(model.params)
 
-    assert_trees_close(grads(policy), grads("none"), rtol=1e-6)
+    assert_trees_close(grads(policy), grads("none"))
 
 
 def test_a_loss_chunk_that_does_not_divide_the_length_is_refused():

@@ -117,7 +117,7 @@ def check_stage(cfg, topology="", devices=None):
     try:
         compiled = step.lower(state, batch).compile()
     except Exception as err:  # the TPU compiler refuses a step that does not fit
-        if "HBM" not in str(err) and "memory" not in str(err).lower():
+        if "HBM" not in str(err) and "RESOURCE_EXHAUSTED" not in str(err):
             raise
         report.error = " ".join(str(err).split())[:600]
         report.compile_s = time.perf_counter() - start
