@@ -79,7 +79,7 @@ def test_config_errors():
 def test_remat_changes_memory_not_results(scan_layers):
     cfg = get_config("tiny").replace(scan_layers=scan_layers)
     plain = VitaAudioModel.random(cfg, seed=1)
-    cfg_remat = cfg.replace(remat=True)
+    cfg_remat = cfg.replace(remat_policy="full")
     ids = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 8)), jnp.int32)
 
     def loss(params, module):

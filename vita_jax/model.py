@@ -96,12 +96,12 @@ def _forward(params, input_ids, segment_ids, positions, *, config, with_logits):
     return VitaAudio(config).apply({"params": params}, input_ids, segment_ids, positions, with_logits=with_logits)
 
 
-def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, remat=False, progress=True):
+def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, remat_policy="none", progress=True):
     """Load a Hugging Face directory (qwen2 / qwen2_mtp) or a vita_jax checkpoint.
 
     param_dtype: storage dtype of the parameters (default: as stored); dtype: compute dtype;
     scan_layers: stacked backbone layers (training) or one subtree per layer (decoding);
-    remat: recompute decoder-layer activations in the backward pass (training memory).
+    remat_policy: which decoder-layer activations are recomputed in the backward pass (nn/remat.py).
     """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
@@ -121,5 +121,5 @@ def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, 
         config, params, hf_config = import_hf(path, param_dtype=param_dtype, scan_layers=scan_layers,
                                               progress=progress)
         side = path
-    config = config.replace(dtype=dtype, remat=remat)
+    config = config.replace(dtype=dtype, remat_policy=remat_policy)
     return VitaAudioModel(config, params, hf_config, side_files_dir=side)

@@ -7,9 +7,11 @@ Fields
   num_mctp_modules (K; 0 for a plain Qwen2 model),
   scan_layers (parameters of the backbone layers stacked on a leading `layers` axis and
   run with nn.scan; False keeps one parameter subtree per layer, faster to decode),
-  remat (recompute each decoder layer's activations in the backward pass instead of keeping
-  them: training memory for compute), dtype (compute dtype of matmuls), param_dtype (dtype
-  parameters are created in).
+  remat_policy (which activations of each decoder layer are recomputed in the backward pass
+  instead of kept: none / full / minimal / save_dot_except_mlp / offload_dot_except_mlp, see
+  nn/remat.py; the legacy boolean `remat` of older checkpoints means full / none),
+  attention (auto / xla / chunked / cudnn / splash, see nn/attention.py),
+  dtype (compute dtype of matmuls), param_dtype (dtype parameters are created in).
 
 Changing a field builds a new config: `cfg.replace(num_mctp_modules=3)`. Run configs
 (ml_collections, overridable on the command line) hold the same fields as a plain dict section;
@@ -17,6 +19,9 @@ Changing a field builds a new config: `cfg.replace(num_mctp_modules=3)`. Run con
 """
 
 import dataclasses
+
+from vita_jax.nn.attention import resolve_attention
+from vita_jax.nn.remat import check_remat_policy
 
 HF_MODEL_TYPES = ("qwen2", "qwen2_mtp")
 
@@ -35,7 +40,8 @@ class ModelConfig:
     max_position_embeddings: int = 32768
     num_mctp_modules: int = 10
     scan_layers: bool = False
-    remat: bool = False
+    remat_policy: str = "none"
+    attention: str = "auto"
     dtype: str = "float32"
     param_dtype: str = "float32"
 
@@ -46,7 +52,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, fields, source="model config"):
-        """From a dict (checkpoint metadata, a run config's `model` section); unknown keys are refused."""
+        """From a dict (checkpoint metadata, a run config's `model` section); unknown keys are refused.
+        The legacy boolean `remat` of older checkpoints stands for remat_policy full / none."""
+        fields = dict(fields)
+        if "remat" in fields:
+            legacy = fields.pop("remat")
+            fields.setdefault("remat_policy", "full" if legacy else "none")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(fields) - known
         if unknown:
@@ -69,6 +80,8 @@ def validate(cfg):
         raise ValueError(f"model config: num_heads {cfg.num_heads} is not a multiple of num_kv_heads {cfg.num_kv_heads}")
     if cfg.head_dim % 2:
         raise ValueError(f"model config: head_dim must be even for rotary embedding, got {cfg.head_dim}")
+    check_remat_policy(cfg.remat_policy)
+    resolve_attention(cfg.attention)
     if cfg.num_mctp_modules < 0:
         raise ValueError(f"model config: num_mctp_modules must be >= 0, got {cfg.num_mctp_modules}")
 

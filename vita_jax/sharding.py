@@ -5,6 +5,8 @@ Parameters carry logical names (embed, heads, kv_heads, head_dim, mlp, vocab, la
 1 CPU, 8 fake CPU devices, GPUs or a TPU pod: only the mesh shape changes.
 """
 
+import contextlib
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -76,6 +78,23 @@ def batch_sharding(mesh):
 def activation_sharding(mesh):
     """Activations [B, T, E]: rows split like the batch, the rest replicated."""
     return NamedSharding(mesh, PartitionSpec(("data", "fsdp"), None, None))
+
+
+@contextlib.contextmanager
+def activation_rules(mesh):
+    """While tracing inside: `mesh` is the current (abstract) mesh, so the model's `constrain` calls
+    pin their activations' layouts on it."""
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+        yield
+
+
+def constrain(x, logical_axes, rules=LOGICAL_AXIS_RULES):
+    """Pin activation `x` to the mesh layout of its logical axes (None = whole) under activation_rules;
+    unchanged outside it (one device, decoding, tests)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, nn.logical_to_mesh_axes(logical_axes, rules)))
 
 
 def shard_model_params(model, mesh, rules=LOGICAL_AXIS_RULES):

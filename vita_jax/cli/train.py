@@ -5,6 +5,8 @@
     python train.py --config configs/stage4_sft.py:tiny          # tiny model on the bundled sample data
 
 Rerunning the same command resumes from the newest checkpoint in --config.train.workdir.
+Before spending pod time: `--config.compile_only=true --config.topology=v5e:4x4` compiles the stage's
+step for that TPU slice on this machine (needs libtpu) and says whether it fits (exit 1 if not).
 Exit status 1 with a message on a non-finite loss (the last good checkpoint is kept).
 """
 
@@ -29,6 +31,8 @@ def _train(argv):
         raise app.UsageError("--config is required, e.g. --config configs/stage1_alignment.py:tiny")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save INFO lines
+    if cfg.compile_only:
+        _compile_only(cfg)
     from vita_jax.train import distributed
     from vita_jax.train.loop import TrainingDiverged, train
 
@@ -40,6 +44,15 @@ def _train(argv):
         sys.exit(1)
     print(f"done: step {result.final_step}, last loss {result.losses.get(result.final_step, float('nan')):.4f}, "
           f"skipped samples {result.skipped}" + (f", model in {result.final_dir}" if result.final_dir else ""))
+
+
+def _compile_only(cfg):
+    from vita_jax.train.compile_check import check_stage
+
+    report = check_stage(cfg, cfg.topology)
+    print(f"{cfg.stage} on {cfg.topology or 'this process'} ({report.devices} x {report.device_kind}, mesh "
+          f"data,fsdp,tensor={report.mesh}): {report.summary()}")
+    sys.exit(0 if report.fits else 1)
 
 
 def main():

@@ -1,6 +1,6 @@
 """The run config shared by the four stage configs (configs/stage*.py), and its tiny variant.
 
-Sections: stage, model (configs/model.py geometry + num_mctp_modules, scan_layers, dtypes),
+Sections: stage, compile_only, topology, model (configs/model.py geometry + num_mctp_modules, scan_layers, dtypes),
 init (checkpoint to start from: Hugging Face or vita_jax directory; "" = random), data, optim,
 train, mesh, checkpoint, export, distributed. Every field can be overridden on the command line:
 `python train.py --config configs/stage4_sft.py --config.optim.lr.mctp=1e-4`.
@@ -20,7 +20,7 @@ def base_config(stage, num_mctp_modules, trainable, lr, weight_decay, steps, seq
     cfg = ml_collections.ConfigDict()
     cfg.stage = stage
     cfg.model = model_config("vita-audio-7b").replace(
-        num_mctp_modules=num_mctp_modules, scan_layers=True, remat=True, dtype="bfloat16",
+        num_mctp_modules=num_mctp_modules, scan_layers=True, remat_policy="full", dtype="bfloat16",
         param_dtype="float32").to_dict()  # a plain section: overridable as --config.model.FIELD
     cfg.init = dict(checkpoint="", seed=0)
     cfg.data = dict(
@@ -31,7 +31,13 @@ def base_config(stage, num_mctp_modules, trainable, lr, weight_decay, steps, seq
     )
     cfg.optim = dict(trainable=trainable, lr=lr, weight_decay=weight_decay, **RELEASE_OPTIM)
     cfg.train = dict(steps=steps, global_batch_size=16, microbatches=1, mtp_loss_weight=1.0, log_every=10,
-                     workdir=f"runs/{stage}", peak_flops_per_device=0.0)
+                     workdir=f"runs/{stage}", peak_flops_per_device=0.0,
+                     loss_chunk=512,  # token chunk of the fused loss: divides data.seq_len (0 = whole length)
+                     loss_vocab_block=8192)  # vocabulary rows per block of the fused loss
+    # compile_only: compile one training step for `topology` (e.g. "v5e:4x4", needs libtpu) or this
+    # run's devices, print its per-device memory and whether it fits, and exit (1 when it does not)
+    cfg.compile_only = False
+    cfg.topology = ""
     cfg.mesh = dict(data=1, fsdp=-1, tensor=1, devices=0)  # devices: use the first N (0 = all)
     cfg.checkpoint = dict(every=500, keep=3, use_async=True)
     cfg.export = dict(enabled=True, hf_dir="", dtype="bfloat16")
@@ -46,7 +52,8 @@ def tiny_variant(cfg):
     cfg.model = model_config("tiny").replace(
         num_mctp_modules=k, vocab_size=16704).to_dict()  # 300 BPE + 20 specials + 16384 audio tokens
     cfg.data.update(files=TINY_DATA, tokenizer="tiny", seq_len=192, worker_count=0)
-    cfg.train.update(steps=20, global_batch_size=4, log_every=5, workdir=f"/tmp/vita_jax_runs/{cfg.stage}")
+    cfg.train.update(steps=20, global_batch_size=4, log_every=5, workdir=f"/tmp/vita_jax_runs/{cfg.stage}",
+                     loss_chunk=32)  # divides the tiny seq_len 192 and the tests' 160
     cfg.checkpoint.update(every=10)
     cfg.mesh.update(fsdp=1, data=-1)
     return cfg

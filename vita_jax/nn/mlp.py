@@ -2,6 +2,9 @@
 
 import flax.linen as nn
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
+
+from vita_jax.sharding import constrain
 
 
 class GatedMLP(nn.Module):
@@ -12,11 +15,13 @@ class GatedMLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         def dense(features, axes, name):
-            return nn.Dense(
+            out = nn.Dense(
                 features, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
                 kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes),
             )
+            return lambda h: checkpoint_name(out(h), name)
 
         gate = dense(self.intermediate_size, ("embed", "mlp"), "gate_proj")(x)
         up = dense(self.intermediate_size, ("embed", "mlp"), "up_proj")(x)
-        return dense(x.shape[-1], ("mlp", "embed"), "down_proj")(nn.silu(gate) * up)
+        hidden = constrain(nn.silu(gate) * up, ("batch", "length", "mlp"))
+        return dense(x.shape[-1], ("mlp", "embed"), "down_proj")(hidden)

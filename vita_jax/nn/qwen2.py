@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from vita_jax.nn.decoder_layer import decoder_layer_class
 from vita_jax.nn.dtypes import as_dtype
 from vita_jax.nn.norm import RMSNorm
+from vita_jax.sharding import constrain
 
 
 class _ScannedLayerBody(nn.Module):
@@ -70,7 +71,10 @@ class Qwen2Backbone(nn.Module):
         self.lm_head = LMHead(cfg.vocab_size, dtype=dtype, param_dtype=param_dtype)
 
     def embed(self, input_ids):
-        return self.embed_tokens(input_ids)
+        """Each device looks up its slice of the (embedding-split) table for every row, then the rows
+        are split like the batch: the table's gradient is never assembled whole on one device."""
+        ids = constrain(input_ids, (None, None))
+        return constrain(constrain(self.embed_tokens(ids), (None, None, "embed")), ("batch", "length", None))
 
     def final_norm(self, x):
         return self.norm(x)

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vita_jax.nn.attention import cache_causal_mask, packed_causal_mask
+from vita_jax.nn.attention import PackedCausal, cache_causal_mask
 from vita_jax.nn.kv_cache import cache_slots
 from vita_jax.nn.mctp import MCTPModule
 from vita_jax.nn.qwen2 import Qwen2Backbone
@@ -62,7 +62,7 @@ class VitaAudio(nn.Module):
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(input_ids.shape[1]), input_ids.shape)
         embeddings = self.backbone.embed(input_ids)
-        x, _ = self.backbone.run_layers(embeddings, *self._rotary(positions), packed_causal_mask(segment_ids))
+        x, _ = self.backbone.run_layers(embeddings, *self._rotary(positions), PackedCausal(segment_ids))
         hidden = self.backbone.final_norm(x)
 
         prev, mctp_hidden = hidden, []
@@ -72,7 +72,7 @@ class VitaAudio(nn.Module):
             shift = k + 1
             out, _ = module(
                 shift_left(embeddings, shift), prev, *self._rotary(shift_left(positions, shift)),
-                packed_causal_mask(pair_segment_ids(segment_ids, shift)),
+                PackedCausal(pair_segment_ids(segment_ids, shift)),
             )
             prev = self.backbone.final_norm(out)
             mctp_hidden.append(prev)

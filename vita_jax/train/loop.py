@@ -24,6 +24,7 @@ from vita_jax.model import VitaAudioModel
 from vita_jax.nn.vita_audio import VitaAudio
 from vita_jax.sharding import global_batch, make_mesh
 from vita_jax.train.checkpoints import TrainCheckpointer
+from vita_jax.train.fused_cross_entropy import check_token_chunk
 from vita_jax.train.metrics import MetricsWriter, peak_flops_per_device, train_flops_per_token
 from vita_jax.train.model_init import initial_params
 from vita_jax.train.optimizer import group_schedules, make_optimizer
@@ -74,6 +75,7 @@ def train(cfg, progress=True, stop_after_steps=None):
     """Run (or resume) the stage described by `cfg` up to cfg.train.steps. `stop_after_steps`:
     return after that many steps of this call without a final save or export, as a preempted
     job would (time-limited jobs, resume drills)."""
+    check_token_chunk(cfg.train.loss_chunk, cfg.data.seq_len)
     workdir = cfg.train.workdir
     os.makedirs(workdir, exist_ok=True)
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor,
@@ -95,7 +97,7 @@ def train(cfg, progress=True, stop_after_steps=None):
         state = restored[0]
         logging.info("resumed from %s at step %d", ckpt.directory, int(state["step"]))
 
-    loss_cfg = LossConfig.of(mcfg, tuple(cfg.optim.trainable), cfg.train.mtp_loss_weight)
+    loss_cfg = LossConfig.of_run(cfg, mcfg)
     step_fn = jit_train_step(module, tx, labels, loss_cfg, state_sh, mesh, cfg.train.microbatches)
     schedules = group_schedules(cfg.optim, cfg.train.steps, labels)
     flops_per_token = train_flops_per_token(mcfg, cfg.data.seq_len, mcfg.num_mctp_modules, loss_cfg.train_backbone)

@@ -3,15 +3,18 @@
 Head 0 is the backbone (logits at j predict x_{j+1}); head k+1 is MCTP module k (logits at pair j
 predict x_{j+k+2}). A target counts when it has a label (!= -100) and lies in the same packed
 sample as position j. Loss = CE_main + (w / K) * sum_k CE_k, CE_main left out when the backbone
-is frozen. Log-softmax in float32; each head's logits are rematerialised in the backward pass so
-only one [B, T, vocab] block is alive at a time.
+is frozen. All heads go through one fused cross-entropy over the shared lm_head
+(train/fused_cross_entropy.py): float32 log-sum-exp over token chunks and vocabulary blocks,
+no [B, T, vocab] array stored.
 """
 
 import jax
 import jax.numpy as jnp
 
 from vita_jax.data.chat_template import IGNORE
+from vita_jax.nn.dtypes import as_dtype
 from vita_jax.nn.vita_audio import pair_segment_ids, shift_left
+from vita_jax.train.fused_cross_entropy import FusedLossSettings, fused_cross_entropy
 
 
 def head_offsets(num_modules, main_head):
@@ -33,34 +36,22 @@ def head_counts(batch, offsets):
         jnp.float32)
 
 
-def _head_sums(logits_fn, params, hidden, targets, valid):
-    logits = logits_fn(params, hidden).astype(jnp.float32)
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-    correct = (jnp.argmax(logits, axis=-1) == targets) & valid
-    return jnp.where(valid, nll, 0.0).sum(), correct.sum().astype(jnp.float32)
-
-
-def head_sums(module, params, batch, num_modules, main_head, detach_backbone, hidden_sharding=None):
+def head_sums(module, params, batch, num_modules, main_head, detach_backbone, hidden_sharding=None, loss_chunk=0,
+              vocab_block=FusedLossSettings.vocab_block):
     """(summed NLL [H], correct predictions [H]) over the heads of `head_offsets`. `hidden_sharding`
-    (a NamedSharding of [B, T, E]) pins the hidden states to the batch layout on a mesh."""
+    (a NamedSharding of [B, T, E]) pins the hidden states to the batch layout on a mesh;
+    `loss_chunk` / `vocab_block`: token chunk (0 = whole length) and vocabulary block of the fused loss."""
     out = module.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
                        detach_backbone=detach_backbone, with_logits=False)
     hiddens = ([out.hidden] if main_head else []) + list(out.mctp_hidden)
     if hidden_sharding is not None:
         hiddens = [jax.lax.with_sharding_constraint(h, hidden_sharding) for h in hiddens]
-
-    def logits_fn(p, h):
-        return module.apply({"params": p}, h, method="logits")
-
-    sums = jax.checkpoint(_head_sums, static_argnums=(0,))
-    nll, correct = [], []
-    for hidden, offset in zip(hiddens, head_offsets(num_modules, main_head)):
-        targets, valid = head_targets(batch["labels"], batch["segment_ids"], offset)
-        s, c = sums(logits_fn, params, hidden, targets, valid)
-        nll.append(s)
-        correct.append(c)
-    return jnp.stack(nll), jnp.stack(correct)
+    targets, valid = zip(*(head_targets(batch["labels"], batch["segment_ids"], o)
+                           for o in head_offsets(num_modules, main_head)))
+    settings = FusedLossSettings(compute_dtype=as_dtype(module.config.dtype), token_chunk=loss_chunk,
+                                 vocab_block=vocab_block, weight_grad=not detach_backbone)
+    return fused_cross_entropy(params["backbone"]["lm_head"]["weight"], jnp.stack(hiddens), jnp.stack(targets),
+                               jnp.stack(valid), settings)
 
 
 def combine(nll_sums, counts, num_modules, main_head, mtp_loss_weight):

@@ -17,13 +17,13 @@ def initial_params(cfg, tokenizer_size, mesh):
     stage = ModelConfig.from_dict(cfg.model, source="run config section model")
     if cfg.init.checkpoint:
         model = load_pretrained(cfg.init.checkpoint, param_dtype=stage.param_dtype, dtype=stage.dtype,
-                                scan_layers=stage.scan_layers, remat=stage.remat, progress=False)
+                                scan_layers=stage.scan_layers, remat_policy=stage.remat_policy, progress=False)
         mcfg = model.config
         params, hf_config = model.params, model.hf_config
         if mcfg.vocab_size < tokenizer_size:
             mcfg = mcfg.replace(vocab_size=round_up(tokenizer_size, 8))
             params = resize_vocab(params, mcfg.vocab_size)
-        mcfg = mcfg.replace(num_mctp_modules=stage.num_mctp_modules)
+        mcfg = mcfg.replace(num_mctp_modules=stage.num_mctp_modules, attention=stage.attention)
         params = grow_mctp_modules(params, mcfg, stage.num_mctp_modules, jax.random.key(cfg.init.seed))
         module = VitaAudio(mcfg)
         return mcfg, put_global(params, model_param_shardings(module, mesh, params)), hf_config

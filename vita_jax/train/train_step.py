@@ -3,7 +3,8 @@
 State: {"step": int32, "params": tree, "opt_state": optax state}. Batch: {"input_ids", "labels",
 "segment_ids", "positions"} int32 [B, T] (extra fields are ignored). The loss is normalised by
 the target counts of the whole batch, so accumulating M micro-batches gives the same gradient
-as one pass over the batch. Metrics: loss, grad_norm (of the trained parameters), per-head
+as one pass over the batch. All heads share one fused cross-entropy (token chunks of
+`loss_chunk`, vocabulary blocks of `loss_vocab_block`). Metrics: loss, grad_norm (of the trained parameters), per-head
 loss and accuracy ("loss/main", "loss/mctp_k", "accuracy/..."), tokens (non-padding).
 """
 
@@ -13,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vita_jax.sharding import activation_sharding
+from vita_jax.sharding import activation_rules, activation_sharding
+from vita_jax.train.fused_cross_entropy import FusedLossSettings
 from vita_jax.train.loss import combine, head_counts, head_offsets, head_sums
 from vita_jax.train.param_groups import BACKBONE, FROZEN, apply_updates
 
@@ -25,10 +27,20 @@ class LossConfig:
     num_modules: int
     train_backbone: bool  # False: backbone detached, no CE_main
     mtp_loss_weight: float = 1.0
+    loss_chunk: int = 0  # token chunk of the fused loss (0 = the whole length)
+    loss_vocab_block: int = FusedLossSettings.vocab_block
 
     @classmethod
-    def of(cls, model_config, trainable, mtp_loss_weight):
-        return cls(model_config.num_mctp_modules, BACKBONE in trainable, float(mtp_loss_weight))
+    def of(cls, model_config, trainable, mtp_loss_weight, loss_chunk=0,
+           loss_vocab_block=FusedLossSettings.vocab_block):
+        return cls(model_config.num_mctp_modules, BACKBONE in trainable, float(mtp_loss_weight), int(loss_chunk),
+                   int(loss_vocab_block))
+
+    @classmethod
+    def of_run(cls, cfg, model_config):
+        """From a run config (optim.trainable, train.mtp_loss_weight / loss_chunk / loss_vocab_block)."""
+        return cls.of(model_config, tuple(cfg.optim.trainable), cfg.train.mtp_loss_weight, cfg.train.loss_chunk,
+                      cfg.train.loss_vocab_block)
 
     @property
     def offsets(self):
@@ -41,12 +53,13 @@ class LossConfig:
 
 def make_train_step(module, tx, labels, loss_cfg, microbatches=1, mesh=None):
     """step(state, batch) -> (state, metrics); pure, to be jitted by the caller. With `mesh`, the
-    hidden states are kept split by rows like the batch."""
+    hidden states are kept split by rows like the batch and the model's activation constraints apply."""
     hidden_sharding = None if mesh is None else activation_sharding(mesh)
 
     def micro_loss(params, batch, counts):
         nll, correct = head_sums(module, params, batch, loss_cfg.num_modules, loss_cfg.train_backbone,
-                                 not loss_cfg.train_backbone, hidden_sharding)
+                                 not loss_cfg.train_backbone, hidden_sharding, loss_cfg.loss_chunk,
+                                 loss_cfg.loss_vocab_block)
         loss = combine(nll, counts, loss_cfg.num_modules, loss_cfg.train_backbone, loss_cfg.mtp_loss_weight)
         return loss, (nll, correct)
 
@@ -71,6 +84,12 @@ def make_train_step(module, tx, labels, loss_cfg, microbatches=1, mesh=None):
         return total
 
     def step(state, batch):
+        if mesh is None:
+            return unconstrained_step(state, batch)
+        with activation_rules(mesh):
+            return unconstrained_step(state, batch)
+
+    def unconstrained_step(state, batch):
         batch = {k: batch[k] for k in BATCH_FIELDS}
         params = state["params"]
         counts = head_counts(batch, loss_cfg.offsets)

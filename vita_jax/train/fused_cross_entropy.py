@@ -1,0 +1,175 @@
+"""Cross-entropy of several heads over one shared lm_head, without ever storing a [tokens, vocab] array.
+
+    nll_sums, correct = fused_cross_entropy(weight, hiddens, targets, valid, settings)
+
+weight [V, E] (the lm_head, in its parameter dtype), hiddens [H, B, T, E] (the final-normed
+hidden states of H heads), targets / valid [H, B, T]. Returns per head the summed NLL over the
+valid tokens and the number of them whose argmax is the target.
+
+The weight is cast to the compute dtype and gathered (over `fsdp`) once for all heads and both
+passes. Logits are computed block by block: token chunks of `token_chunk` positions (0: the
+whole length) times vocabulary blocks of `vocab_block` rows, with a float32 online log-sum-exp.
+Blocks are slices of the gathered weight (the last one starts early and skips the rows its
+predecessor covered), so nothing weight-sized is copied. A custom VJP recomputes each block's
+logits in the backward pass: the hidden-state gradient is accumulated over vocabulary blocks,
+the lm_head gradient of a block over token chunks, then reduced to the weight's own sharding
+block by block (never held whole in float32).
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from vita_jax.sharding import constrain
+
+WEIGHT_AXES = ("vocab", "embed")
+GATHERED_AXES = ("vocab", None)
+HIDDEN_AXES = (None, "batch", "length", None)
+
+
+@dataclasses.dataclass(frozen=True)
+class FusedLossSettings:
+    compute_dtype: object = jnp.float32
+    token_chunk: int = 0  # positions per chunk; 0 = the whole length; must divide the length
+    vocab_block: int = 8192  # vocabulary rows per block (the vocabulary is padded to whole blocks)
+    weight_grad: bool = True  # False: the lm_head is frozen, its gradient is not computed
+
+
+def check_token_chunk(token_chunk, length):
+    """The chunk must divide the sequence length (no padding of the token axis)."""
+    if token_chunk < 0 or (token_chunk and length % token_chunk):
+        raise ValueError(f"train.loss_chunk={token_chunk} does not divide the sequence length {length}; "
+                         f"use a divisor of {length} (or 0 for the whole length)")
+
+
+def _layout(settings, vocab, length):
+    """(token chunk, vocabulary block, number of vocabulary blocks)."""
+    check_token_chunk(settings.token_chunk, length)
+    chunk = settings.token_chunk or length
+    block = min(settings.vocab_block, vocab)
+    return chunk, block, -(-vocab // block)
+
+
+def _block_rows(i, block, vocab):
+    """(first row, vocabulary ids [block], whether each id is new to block i): the last block is
+    moved back to end at the last row, and the rows it shares with block i-1 are not counted twice."""
+    start = jnp.minimum(i * block, vocab - block)
+    ids = start + jnp.arange(block)
+    return start, ids, ids >= i * block
+
+
+def _weight_block(w, i, block, vocab):
+    return jax.lax.dynamic_slice_in_dim(w, _block_rows(i, block, vocab)[0], block, axis=0)
+
+
+def _chunks(x, chunk):
+    """[H, B, T, ...] -> [T / chunk, H, B, chunk, ...]."""
+    h, b, t = x.shape[:3]
+    return jnp.moveaxis(x.reshape(h, b, t // chunk, chunk, *x.shape[3:]), 2, 0)
+
+
+def _unchunk(x):
+    """Inverse of _chunks."""
+    n, h, b, chunk = x.shape[:4]
+    return jnp.moveaxis(x, 0, 2).reshape(h, b, n * chunk, *x.shape[4:])
+
+
+def _block_logits(h, w_block, new):
+    """Float32 logits [H, B, C, block] of one token chunk and one vocabulary block; repeated rows at -inf."""
+    logits = jnp.einsum("hbce,ve->hbcv", h, w_block, preferred_element_type=jnp.float32)
+    return jnp.where(new, logits, -jnp.inf)
+
+
+def _forward_stats(w, hiddens, targets, settings, vocab):
+    """Per token: log-sum-exp, target logit and argmax (first index among ties), each [H, B, T]."""
+    chunk, block, blocks = _layout(settings, vocab, hiddens.shape[2])
+
+    def token_chunk(_, xs):
+        h, tgt = xs
+
+        def vocab_block(carry, i):
+            row_max, row_sum, tgt_logit, best, best_id = carry
+            _, ids, new = _block_rows(i, block, vocab)
+            logits = _block_logits(h, _weight_block(w, i, block, vocab), new)
+            new_max = jnp.maximum(row_max, logits.max(-1))
+            row_sum = row_sum * jnp.exp(row_max - new_max) + jnp.exp(logits - new_max[..., None]).sum(-1)
+            tgt_logit = tgt_logit + jnp.where((ids == tgt[..., None]) & new, logits, 0.0).sum(-1)
+            arg = jnp.argmax(logits, -1)
+            val, arg_id = logits.max(-1), ids[arg]
+            better = (val > best) | ((val == best) & (arg_id < best_id))
+            return (new_max, row_sum, tgt_logit, jnp.where(better, val, best),
+                    jnp.where(better, arg_id, best_id)), None
+
+        shape = tgt.shape
+        init = (jnp.full(shape, -jnp.inf), jnp.zeros(shape), jnp.zeros(shape), jnp.full(shape, -jnp.inf),
+                jnp.zeros(shape, jnp.int32))
+        (row_max, row_sum, tgt_logit, _, best_id), _ = jax.lax.scan(vocab_block, init, jnp.arange(blocks))
+        return None, (row_max + jnp.log(row_sum), tgt_logit, best_id)
+
+    _, stats = jax.lax.scan(token_chunk, None, (_chunks(hiddens, chunk), _chunks(targets, chunk)))
+    return tuple(_unchunk(s) for s in stats)
+
+
+def _sums(stats, targets, valid):
+    lse, tgt_logit, best_id = stats
+    nll = jnp.where(valid, lse - tgt_logit, 0.0).sum(axis=(1, 2))
+    correct = ((best_id == targets) & valid).sum(axis=(1, 2)).astype(jnp.float32)
+    return nll, correct
+
+
+def fused_cross_entropy(weight, hiddens, targets, valid, settings):
+    """(summed NLL [H], correct argmax [H]) of each head; see the module docstring."""
+    _layout(settings, weight.shape[0], hiddens.shape[2])  # errors before tracing further
+    return _fused(weight, hiddens, targets, valid, settings, (weight.shape[0], weight.dtype, hiddens.dtype))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _fused(weight, hiddens, targets, valid, settings, static):
+    return _fused_fwd(weight, hiddens, targets, valid, settings, static)[0]
+
+
+def _fused_fwd(weight, hiddens, targets, valid, settings, static):
+    w = constrain(weight.astype(settings.compute_dtype), GATHERED_AXES)
+    h = constrain(hiddens.astype(settings.compute_dtype), HIDDEN_AXES)
+    stats = _forward_stats(w, h, targets, settings, static[0])
+    return _sums(stats, targets, valid), (w, h, targets, valid, stats[0])
+
+
+def _fused_bwd(settings, static, residuals, cotangents):
+    vocab, weight_dtype, hidden_dtype = static
+    w, h, targets, valid, lse = residuals
+    g_nll = cotangents[0]  # accuracies have no gradient
+    chunk, block, blocks = _layout(settings, vocab, h.shape[2])
+    scale = jnp.where(valid, g_nll[:, None, None], 0.0)
+    token_xs = tuple(_chunks(x, chunk) for x in (h, targets, lse, scale))
+
+    def vocab_block(carry, i):
+        dh, dw_all = carry
+        start, ids, new = _block_rows(i, block, vocab)
+        w_block = _weight_block(w, i, block, vocab)
+
+        def token_chunk(dw, xs):
+            h_c, tgt, lse_c, scale_c = xs
+            probs = jnp.exp(_block_logits(h_c, w_block, new) - lse_c[..., None])
+            dlogits = ((probs - ((ids == tgt[..., None]) & new)) * scale_c[..., None]).astype(h.dtype)
+            dh_c = jnp.einsum("hbcv,ve->hbce", dlogits, w_block, preferred_element_type=jnp.float32)
+            if settings.weight_grad:
+                dw = dw + jnp.einsum("hbcv,hbce->ve", dlogits, h_c, preferred_element_type=jnp.float32)
+            return dw, dh_c
+
+        dw0 = jnp.zeros((block, h.shape[-1]) if settings.weight_grad else (0,), jnp.float32)
+        dw, dh_chunks = jax.lax.scan(token_chunk, dw0, token_xs)
+        if settings.weight_grad:  # reduced to the weight's sharding, added at the block's rows
+            dw = constrain(dw.astype(weight_dtype), WEIGHT_AXES)
+            dw_all = jax.lax.dynamic_update_slice_in_dim(
+                dw_all, jax.lax.dynamic_slice_in_dim(dw_all, start, block) + dw, start, axis=0)
+        return (dh + _unchunk(dh_chunks), dw_all), None
+
+    dw_all = constrain(jnp.zeros((vocab, h.shape[-1]), weight_dtype), WEIGHT_AXES)
+    (dh, dw_all), _ = jax.lax.scan(vocab_block, (jnp.zeros(h.shape, jnp.float32), dw_all), jnp.arange(blocks))
+    return constrain(dw_all, WEIGHT_AXES), dh.astype(hidden_dtype), None, None
+
+
+_fused.defvjp(_fused_fwd, _fused_bwd)
