@@ -23,6 +23,20 @@ CHECKPOINT_KIND = "vita_audio"
 SIDE_FILES_DIR = "hf_files"  # tokenizer / generation files carried inside our own checkpoints
 
 
+def checked_input_ids(config, input_ids, segment_ids=None, positions=None):
+    """input_ids as int32 [B, T], after checking shape, vocabulary range and the extra arrays' shapes."""
+    input_ids = jnp.asarray(input_ids, jnp.int32)
+    if input_ids.ndim != 2:
+        raise ValueError(f"input_ids must be [batch, length], got shape {input_ids.shape}")
+    if input_ids.size and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
+        raise ValueError(f"input_ids outside [0, {config.vocab_size}): min {int(input_ids.min())}, "
+                         f"max {int(input_ids.max())}")
+    for name, extra in (("segment_ids", segment_ids), ("positions", positions)):
+        if extra is not None and jnp.shape(extra) != input_ids.shape:
+            raise ValueError(f"{name} shape {jnp.shape(extra)} differs from input_ids shape {input_ids.shape}")
+    return input_ids
+
+
 class VitaAudioModel:
     """Holds `config` (ConfigDict) and `params` (a plain pytree); methods are pure and jitted."""
 
@@ -47,15 +61,7 @@ class VitaAudioModel:
 
     def forward(self, input_ids, segment_ids=None, positions=None, with_logits=True):
         """Training-style forward over [B, T] ids (see VitaAudio.__call__)."""
-        input_ids = jnp.asarray(input_ids, jnp.int32)
-        if input_ids.ndim != 2:
-            raise ValueError(f"input_ids must be [batch, length], got shape {input_ids.shape}")
-        if input_ids.size and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
-            raise ValueError(f"input_ids outside [0, {self.config.vocab_size}): min {int(input_ids.min())}, "
-                             f"max {int(input_ids.max())}")
-        for name, extra in (("segment_ids", segment_ids), ("positions", positions)):
-            if extra is not None and jnp.shape(extra) != input_ids.shape:
-                raise ValueError(f"{name} shape {jnp.shape(extra)} differs from input_ids shape {input_ids.shape}")
+        input_ids = checked_input_ids(self.config, input_ids, segment_ids, positions)
         return self._forward({"params": self.params}, input_ids, segment_ids, positions, with_logits=with_logits)
 
     def generate(self, input_ids, mode="turbo", max_new_tokens=128, **options):

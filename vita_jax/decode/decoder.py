@@ -51,6 +51,7 @@ class Request:
     eos_ids: tuple
     pad_token_id: int
     sampling: Sampling
+    prompt_inputs: typing.Any = None  # arrays for the module's `prompt_embeddings` (Plus audio), or None
 
 
 @dataclasses.dataclass
@@ -88,8 +89,10 @@ def prompt_rows(input_ids):
 
 def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DEFAULT_EOS, pad_token_id=None,
             max_cache_length=None, num_draft=None, do_sample=False, temperature=1.0, top_k=0, top_p=1.0,
-            repetition_penalty=1.0, seed=0):
-    """Validate everything and build the Request (raises ValueError naming the bad value)."""
+            repetition_penalty=1.0, seed=0, prompt_inputs=None):
+    """Validate everything and build the Request (raises ValueError naming the bad value).
+    `prompt_inputs`: keyword arrays of the module's `prompt_embeddings(prompt, ...)`, which then
+    gives the prompt's backbone input embeddings at prefill (the Plus model's audio)."""
     config = model.config
     rows = prompt_rows(input_ids)
     for i, row in enumerate(rows):
@@ -130,12 +133,12 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
     slots = prompt_slots + bucket(max_new_tokens) + max_chunk + used + 2
     spec = ProgramSpec(plan, num_draft, slots, sampling.static)
     return Request(spec, prompt, np.array([len(r) for r in rows], np.int32), int(max_new_tokens), eos_ids,
-                   int(pad_token_id), sampling)
+                   int(pad_token_id), sampling, prompt_inputs)
 
 
 def _program(module, config, params, prompt, prompt_length, max_new_tokens, eos_ids, key, sampling, listener_id,
-             spec):
-    ctx = StepContext(module.apply, params, spec.sampling, sampling, eos_ids)
+             prompt_inputs, spec):
+    ctx = StepContext(module.apply, params, spec.sampling, sampling, eos_ids, prompt_inputs)
     used = spec.plan.num_modules if spec.plan is not None else spec.num_draft
     state = init_state(config, prompt, prompt_length, spec.slots, used, spec.sampling.use_penalty, key,
                        max_new_tokens)
@@ -162,7 +165,8 @@ def compiled_program(model):
 def program_arguments(model, request, listener_id=-1):
     return (model.params, jnp.asarray(request.prompt), jnp.asarray(request.prompt_length),
             jnp.int32(request.max_new_tokens), jnp.asarray(eos_padded(request.eos_ids)),
-            jax.random.key(request.sampling.seed), request.sampling.dynamic, jnp.int32(listener_id))
+            jax.random.key(request.sampling.seed), request.sampling.dynamic, jnp.int32(listener_id),
+            request.prompt_inputs)
 
 
 def eos_padded(eos_ids):
