@@ -48,7 +48,8 @@ def _rescaled(params, rule):
 def tiny_plus(num_mctp_modules=10, seed=1):
     """A random Plus model: tiny LLM (vocab 64, K modules), 3+2-layer encoder 32 wide. The LLM is
     scaled as in test_decode_exact (embedding / lm_head x10, layers x1.5) so that greedy outputs
-    wander; the adapter x4 so that the audio moves the logits."""
+    wander; the adapter x4 so that the audio moves the logits. The lm_head rows of the audio
+    specials (ids 40..43) are zero, so that, like a trained model, it never emits a placeholder."""
     config = tiny()
     config.vocab_size, config.num_mctp_modules = 64, num_mctp_modules
     model = PlusModel.random(config, TINY_AUDIO, Frontend.from_file(CMVN), TOKENS, seed=seed)
@@ -60,7 +61,10 @@ def tiny_plus(num_mctp_modules=10, seed=1):
             return x * 4.0
         return x * (10.0 if "embed_tokens" in name or "lm_head" in name else 1.5)
 
-    model.params = _rescaled(model.params, rule)
+    params = _rescaled(model.params, rule)
+    head = params["backbone"]["lm_head"]["weight"]
+    params["backbone"]["lm_head"]["weight"] = head.at[TOKENS.begin_of_audio:TOKENS.audio_0].set(0.0)
+    model.params = params
     return model
 
 
