@@ -110,7 +110,7 @@ def test_placeholders_and_audios_must_agree():
     with pytest.raises(AudioPromptError, match="hold 1 run.* but 0 audio"):
         model.generate([one], max_new_tokens=2)
     with pytest.raises(AudioPromptError, match=r"run 0 \(row 0, positions 2\.\.10\) has 9 tokens but audios\[0\] "
-                                               r"gives T \+ 4 = 13"):
+                                               r"gives T \+ 4 = 12"):
         model.forward(np.array([one]), audios=[speech(0.5)])
     with pytest.raises(AudioPromptError, match="more <|audio|> tags than the 1 audio"):
         model.audio_prompt([TOKENS.audio_tag, TOKENS.audio_tag], [speech(0.3)])

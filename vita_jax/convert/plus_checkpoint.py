@@ -120,8 +120,9 @@ def llm_config_from_hf(hf, source):
     return from_hf_config({**hf, "model_type": "qwen2_mtp"}, source=source)
 
 
-def audio_config_from_dir(folder, **overrides):
-    """SenseVoiceConfig from `config.yaml` encoder_conf in `folder` (SenseVoiceSmall defaults when absent)."""
+def audio_config_from_dir(folder, shapes, **overrides):
+    """SenseVoiceConfig of a Plus folder: the geometry from the tensor shapes (`shapes`: key ->
+    shape), the number of heads from `config.yaml` encoder_conf (SenseVoiceSmall's 4 without it)."""
     fields = {}
     path = os.path.join(folder, ENCODER_CONFIG_FILE)
     if os.path.isfile(path):
@@ -131,10 +132,29 @@ def audio_config_from_dir(folder, **overrides):
             conf = (yaml.safe_load(f) or {}).get("encoder_conf") or {}
         if conf.get("sanm_shfit", 0):
             raise ValueError(f"{path}: sanm_shfit {conf['sanm_shfit']} is not supported (SenseVoice uses 0)")
-        for name in ("output_size", "attention_heads", "linear_units", "num_blocks", "tp_blocks", "kernel_size"):
-            if name in conf:
-                fields[name] = int(conf[name])
+        if "attention_heads" in conf:
+            fields["attention_heads"] = int(conf["attention_heads"])
+    first = AUDIO_PREFIX + "encoder.encoders0.0."
+    if first + "feed_forward.w_1.weight" in shapes and first + "self_attn.fsmn_block.weight" in shapes:
+
+        def layers(name):
+            return len({key.split(".")[5] for key in shapes if key.startswith(f"{AUDIO_PREFIX}encoder.{name}.")})
+
+        fields.update(input_size=shapes[first + "norm1.weight"][0], output_size=shapes[first + "norm2.weight"][0],
+                      linear_units=shapes[first + "feed_forward.w_1.weight"][0],
+                      kernel_size=shapes[first + "self_attn.fsmn_block.weight"][2],
+                      num_blocks=1 + layers("encoders"), tp_blocks=layers("tp_encoders"))
+        if AUDIO_PREFIX + "embed.weight" in shapes:
+            fields["query_rows"] = shapes[AUDIO_PREFIX + "embed.weight"][0]
     return SenseVoiceConfig(**{**fields, **overrides})
+
+
+def encoder_config_yaml(cfg):
+    """A SenseVoice `config.yaml` (encoder_conf only) for an export whose source had none."""
+    return "".join(["encoder: SenseVoiceEncoderSmall\nencoder_conf:\n"] + [
+        f"    {name}: {getattr(cfg, name)}\n"
+        for name in ("output_size", "attention_heads", "linear_units", "num_blocks", "tp_blocks", "kernel_size")
+    ] + ["    sanm_shfit: 0\n"])
 
 
 def import_plus_hf(folder, param_dtype=None, scan_layers=False, audio_overrides=None, progress=True):
@@ -152,8 +172,15 @@ def import_plus_hf(folder, param_dtype=None, scan_layers=False, audio_overrides=
     else:
         target = WEIGHT_DTYPES[param_dtype]
     cfg.param_dtype = {dt: name for name, dt in WEIGHT_DTYPES.items()}[target]
-    audio_cfg = audio_config_from_dir(folder, param_dtype=cfg.param_dtype, **(audio_overrides or {}))
+    shapes = {key: reader.shape(key) for reader in readers for key in reader.keys()}
+    audio_cfg = audio_config_from_dir(folder, shapes, param_dtype=cfg.param_dtype, **(audio_overrides or {}))
     by_key = {spec.hf_key: spec for spec in plus_table(cfg, audio_cfg)}
+    missing = [key for key in by_key if key not in shapes]
+    if missing:
+        audio_missing = [key for key in missing if key.startswith((AUDIO_PREFIX, ADAPTER_PREFIX))]
+        what = "the audio weights (encoder / adapter)" if audio_missing else "tensors"
+        shown = ", ".join((audio_missing or missing)[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise CheckpointError(f"{folder}: missing {what}: {shown}")
     stack_sizes = {}
     for spec in by_key.values():
         if spec.layer is not None:
@@ -187,12 +214,6 @@ def import_plus_hf(folder, param_dtype=None, scan_layers=False, audio_overrides=
                     if spec.path not in stacks:
                         stacks[spec.path] = np.empty((stack_sizes[spec.path], *value.shape), target)
                     stacks[spec.path][spec.layer] = value
-    missing = [key for key in by_key if key not in seen]
-    if missing:
-        audio_missing = [key for key in missing if key.startswith((AUDIO_PREFIX, ADAPTER_PREFIX))]
-        what = "the audio weights (encoder / adapter)" if audio_missing else "tensors"
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise CheckpointError(f"{folder}: missing {what}: {shown}")
     while stacks:
         path, stack = stacks.popitem()
         set_path(tree, path, _on_device(stack))
@@ -255,6 +276,9 @@ def export_plus_hf(params, cfg, audio_cfg, out_dir, dtype="bfloat16", hf_config=
             json.dump(plus_hf_config(cfg, dtype, base=hf_config), f, indent=2)
         if copy_side_files_from:
             copy_plus_side_files(copy_side_files_from, tmp)
+        if not os.path.isfile(os.path.join(tmp, ENCODER_CONFIG_FILE)):
+            with open(os.path.join(tmp, ENCODER_CONFIG_FILE), "w") as f:
+                f.write(encoder_config_yaml(audio_cfg))
 
 
 def copy_plus_side_files(src_dir, dst_dir):

@@ -72,6 +72,16 @@ def check_placeholders(rows, context_id, audio_rows):
                                    f"{length} tokens but audios[{k}] gives T + 4 = {want} rows")
 
 
+def audio_list(audios):
+    """`audios` as a list (None: no audio); a bare wave or path is an error."""
+    if audios is None:
+        return []
+    if not isinstance(audios, (list, tuple)):
+        raise AudioLoadError(f"audios must be a list of waves or file paths, one per placeholder run, "
+                             f"got {type(audios).__name__}")
+    return list(audios)
+
+
 def expand_audio_tags(ids, audio_rows, tokens):
     """Replace the k-th `<|audio|>` of `ids` by <|begin_of_audio|>, audio_rows[k] placeholders, <|end_of_audio|>."""
     out, k = [], 0
@@ -123,8 +133,7 @@ class PlusModel(VitaAudioModel):
 
     def audio_batch(self, audios, sample_rate=SAMPLE_RATE, seed=None):
         """Features of `audios` zero-padded to a length bucket: (features [A, T_bucket, 560], lengths [A])."""
-        if isinstance(audios, (str, os.PathLike, np.ndarray)):
-            raise AudioLoadError("audios must be a list of waves or file paths, one per placeholder run")
+        audios = audio_list(audios)
         feats = [self.features(a, sample_rate, None if seed is None else seed + k, name=f"audios[{k}]")
                  for k, a in enumerate(audios)]
         lengths = np.array([len(f) for f in feats], np.int32)
@@ -150,7 +159,7 @@ class PlusModel(VitaAudioModel):
 
     def _prompt_inputs(self, rows, audios, sample_rate, seed):
         """The encoder inputs of a call (None without audio), placeholders checked against the audios."""
-        audios = list(audios or [])
+        audios = audio_list(audios)
         if not audios:
             check_placeholders(rows, self.tokens.context_of_audio, [])
             return None
