@@ -105,5 +105,5 @@ def test_splice_matches_a_loop_reference():
 
 def test_feature_buckets_are_few_and_tight():
     buckets = {feature_bucket(t) for t in range(1, 501)}
-    assert len(buckets) <= 32
-    assert all(0 <= feature_bucket(t) - t < max(8, t / 4) for t in range(1, 501))
+    assert len(buckets) <= 40
+    assert all(0 <= feature_bucket(t) - t < max(8, t / 8) for t in range(1, 501))

@@ -44,9 +44,9 @@ class AudioPromptError(ValueError):
 
 
 def feature_bucket(rows):
-    """Padded LFR length for `rows`: a multiple of max(8, 2^(floor(log2 rows) - 2)), i.e. four
-    buckets per octave and less than max(8, rows / 4) padding, so new audio lengths rarely recompile."""
-    step = max(8, 1 << max(int(rows).bit_length() - 3, 0))
+    """Padded LFR length for `rows`: a multiple of max(8, 2^(floor(log2 rows) - 3)), i.e. eight
+    buckets per octave and less than max(8, rows / 8) padding, so new audio lengths rarely recompile."""
+    step = max(8, 1 << max(int(rows).bit_length() - 4, 0))
     return -(-int(rows) // step) * step
 
 
