@@ -8,6 +8,8 @@ the 7B adapter (512 -> 3584 -> 3584) with random weights. Workloads: one 10 s ut
 (T = 167 LFR rows, bucketed to 192, + 4 queries) and a padded batch of `--batch` utterances of
 6-14 s. Each runs once to compile, then the best of `--repeats` warm runs is reported with
 its CPU seconds (on a busy machine CPU s / wall s shows how many cores the run had).
+Single-threaded, immune to other jobs' load:
+XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" python -m benchmarks.plus_encoder_speed
 """
 
 import argparse

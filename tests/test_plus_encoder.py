@@ -2,7 +2,6 @@
 from the spec (random weights, float32), padded batches against one-by-one runs."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch

@@ -2,7 +2,6 @@
 512 -> H (no bias) -> exact GELU -> Linear H -> H (no bias), one output row per encoder row."""
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from vita_jax.nn.dtypes import as_dtype
 from vita_jax.plus.sensevoice import LayerNorm

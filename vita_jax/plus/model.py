@@ -16,8 +16,10 @@ The k-th run of `<|context_of_audio|>` placeholders (counted row by row over the
 
 import dataclasses
 import functools
+import json
 import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -118,8 +120,6 @@ class PlusModel(VitaAudioModel):
         module = VitaAudioPlus(config, audio_config=audio_config, context_token_id=tokens.context_of_audio)
         variables = jax.jit(module.init)(jax.random.key(seed), jnp.zeros((1, 2), jnp.int32),
                                          jnp.zeros((1, 1, FEATURE_SIZE)), jnp.ones((1,), jnp.int32))
-        import flax.linen as nn
-
         return cls(config, nn.meta.unbox(variables["params"]), audio_config, frontend, tokens,
                    round_features=round_features)
 
@@ -226,8 +226,6 @@ def is_plus_checkpoint(path):
     config = os.path.join(path, "config.json")
     if not os.path.isfile(config):
         return False
-    import json
-
     with open(config) as f:
         return json.load(f).get("model_type") == PLUS_MODEL_TYPE
 
@@ -260,7 +258,7 @@ def load_plus(path, param_dtype=None, dtype="float32", audio_dtype="float32", sc
     frontend = Frontend.from_file(os.path.join(side, CMVN_FILE), dither=dither)
     tokens = read_plus_tokens(side)
     for name, token in dataclasses.asdict(tokens).items():
-        if name != "eos_ids" and name != "num_audio_codes" and not 0 <= token < config.vocab_size:
+        if name not in ("eos_ids", "num_audio_codes") and not 0 <= token < config.vocab_size:
             raise ValueError(f"{side}: token id {token} of {name} is outside the vocabulary of {config.vocab_size}")
     config.dtype, config.remat = dtype, remat
     audio_config = dataclasses.replace(audio_config, dtype=audio_dtype, param_dtype=config.param_dtype)
