@@ -23,6 +23,20 @@ CHECKPOINT_KIND = "vita_audio"
 SIDE_FILES_DIR = "hf_files"  # tokenizer / generation files carried inside our own checkpoints
 
 
+def checked_input_ids(config, input_ids, segment_ids=None, positions=None):
+    """input_ids as int32 [B, T], after checking shape, vocabulary range and the extra arrays' shapes."""
+    input_ids = jnp.asarray(input_ids, jnp.int32)
+    if input_ids.ndim != 2:
+        raise ValueError(f"input_ids must be [batch, length], got shape {input_ids.shape}")
+    if input_ids.size and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
+        raise ValueError(f"input_ids outside [0, {config.vocab_size}): min {int(input_ids.min())}, "
+                         f"max {int(input_ids.max())}")
+    for name, extra in (("segment_ids", segment_ids), ("positions", positions)):
+        if extra is not None and jnp.shape(extra) != input_ids.shape:
+            raise ValueError(f"{name} shape {jnp.shape(extra)} differs from input_ids shape {input_ids.shape}")
+    return input_ids
+
+
 class VitaAudioModel:
     """Holds `config` (ModelConfig) and `params` (a plain pytree); methods are pure and jitted."""
 
@@ -43,16 +57,8 @@ class VitaAudioModel:
 
     def forward(self, input_ids, segment_ids=None, positions=None, with_logits=True):
         """Training-style forward over [B, T] ids (see VitaAudio.__call__)."""
-        input_ids = jnp.asarray(input_ids, jnp.int32)
-        if input_ids.ndim != 2:
-            raise ValueError(f"input_ids must be [batch, length], got shape {input_ids.shape}")
-        if input_ids.size and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
-            raise ValueError(f"input_ids outside [0, {self.config.vocab_size}): min {int(input_ids.min())}, "
-                             f"max {int(input_ids.max())}")
-        for name, extra in (("segment_ids", segment_ids), ("positions", positions)):
-            if extra is not None and jnp.shape(extra) != input_ids.shape:
-                raise ValueError(f"{name} shape {jnp.shape(extra)} differs from input_ids shape {input_ids.shape}")
-        return _forward(self.params, input_ids, segment_ids, positions, config=self.config, with_logits=with_logits)
+        input_ids = checked_input_ids(self.config, input_ids, segment_ids, positions)
+        return _forward(self.params, input_ids, segment_ids, positions, module=self.module, with_logits=with_logits)
 
     def generate(self, input_ids, mode="turbo", max_new_tokens=128, **options):
         """Generated ids [B, N] (padded after a row stops); see `vita_jax.decode.decoder.prepare`."""
@@ -91,9 +97,10 @@ class VitaAudioModel:
         param_checkpoint.save_params(out_dir, self.params, CHECKPOINT_KIND, metadata, before_commit=add_side_files)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "with_logits"))
-def _forward(params, input_ids, segment_ids, positions, *, config, with_logits):
-    return VitaAudio(config).apply({"params": params}, input_ids, segment_ids, positions, with_logits=with_logits)
+@functools.partial(jax.jit, static_argnames=("module", "with_logits"))
+def _forward(params, input_ids, segment_ids, positions, *, module, with_logits):
+    """The training-style forward, compiled once per (module definition, shapes)."""
+    return module.apply({"params": params}, input_ids, segment_ids, positions, with_logits=with_logits)
 
 
 def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, remat_policy="none", progress=True):

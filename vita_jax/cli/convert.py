@@ -24,11 +24,17 @@ def parse_size(text):
     return int(float(match.group(1)) * UNITS[match.group(2) or "B"])
 
 
-def llm_to_jax(args):
-    """Hugging Face qwen2 / qwen2_mtp directory -> this project's checkpoint."""
+def _load_llm(path, **options):
+    """load_pretrained, or load_plus for a VITA-Audio-Plus folder / checkpoint."""
     from vita_jax import load_pretrained
+    from vita_jax.plus import is_plus_checkpoint, load_plus
 
-    model = load_pretrained(args.hf_dir, param_dtype=args.param_dtype, scan_layers=args.scan_layers)
+    return (load_plus if is_plus_checkpoint(path) else load_pretrained)(path, **options)
+
+
+def llm_to_jax(args):
+    """Hugging Face qwen2 / qwen2_mtp / qwen2_mtp_sensevoice (Plus) directory -> this project's checkpoint."""
+    model = _load_llm(args.hf_dir, param_dtype=args.param_dtype, scan_layers=args.scan_layers)
     model.save(args.out)
     cfg = model.config
     return (f"wrote {args.out}: {cfg.num_layers} backbone layers, {cfg.num_mctp_modules} MCTP modules, "
@@ -38,10 +44,9 @@ def llm_to_jax(args):
 def llm_to_hf(args):
     """This project's checkpoint (or a Hugging Face directory) -> Hugging Face layout: config.json
     (qwen2_mtp with num_nextn_predict_layers when the model has MCTP modules, else qwen2),
-    safetensors shards and model.safetensors.index.json when sharded."""
-    from vita_jax import load_pretrained
-
-    model = load_pretrained(args.ckpt)
+    safetensors shards and model.safetensors.index.json when sharded; a Plus model keeps
+    qwen2_mtp_sensevoice with its audio weights, am.mvn and config.yaml."""
+    model = _load_llm(args.ckpt)
     model.save_pretrained(args.out, dtype=args.dtype, max_shard_bytes=args.max_shard_size)
     return f"wrote {args.out} ({args.dtype})"
 

@@ -146,24 +146,29 @@ def import_hf(hf_dir, param_dtype=None, scan_layers=False, progress=True):
     cfg = from_hf_config(hf_config, source=os.path.join(hf_dir, "config.json"))
     cfg = cfg.replace(scan_layers=scan_layers)
     source = SafetensorsSource(weight_files(hf_dir), hf_dir)
-    stored = {source.dtype(key) for key in source.keys()}
-    if param_dtype is None:
-        if len(stored) != 1 or next(iter(stored)) not in WEIGHT_DTYPES.values():
-            raise CheckpointError(f"{hf_dir}: tensors stored as {sorted(map(str, stored))}; pass param_dtype explicitly")
-        target = next(iter(stored))
-    else:
-        target = WEIGHT_DTYPES[param_dtype]
+    target = stored_dtype(source, param_dtype)
     cfg = cfg.replace(param_dtype={dt: name for name, dt in WEIGHT_DTYPES.items()}[target])
     what = (f"config.json ({hf_config['model_type']}, {cfg.num_layers} backbone layers, "
             f"{cfg.num_mctp_modules} MCTP modules)")
     with tqdm(total=len(source.keys()), desc=f"import {os.path.basename(os.path.normpath(hf_dir))}",
               unit="tensor", disable=not progress) as bar:
-        tree = import_tree(param_table(cfg), source, what, CheckpointError, dtype=target, place=_to_device,
+        tree = import_tree(param_table(cfg), source, what, CheckpointError, dtype=target, place=place_on_device,
                            on_tensor=bar.update)
     return cfg, tree, hf_config
 
 
-def _to_device(host_array):
+def stored_dtype(source, param_dtype=None):
+    """The numpy dtype to import into: `param_dtype` (a WEIGHT_DTYPES name), else the one dtype
+    the source's tensors are stored in."""
+    if param_dtype is not None:
+        return WEIGHT_DTYPES[param_dtype]
+    stored = {source.dtype(key) for key in source.keys()}
+    if len(stored) != 1 or next(iter(stored)) not in WEIGHT_DTYPES.values():
+        raise CheckpointError(f"{source.name}: tensors stored as {sorted(map(str, stored))}; pass param_dtype explicitly")
+    return next(iter(stored))
+
+
+def place_on_device(host_array):
     """A JAX array holding `host_array`, waited for so the host copy can be freed right away
     (asynchronous transfers would otherwise keep every host buffer alive at once)."""
     return jax.block_until_ready(jax.device_put(host_array))
@@ -190,6 +195,28 @@ def shard_names(count):
     return [f"model-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
 
 
+def write_weights(out_dir, tensors, dtype, max_shard_bytes, label, progress=True):
+    """Write (key, shape, produce) tensors of `dtype` into `out_dir` as safetensors shards of at most
+    `max_shard_bytes` (named as transformers names them) plus the index when there are several."""
+    shards = plan_shards(tensors, dtype, max_shard_bytes)
+    names = shard_names(len(shards))
+    with tqdm(total=len(tensors), desc=label, unit="tensor", disable=not progress) as bar:
+        for name, shard in zip(names, shards):
+            produce = {key: make for key, _, make in shard}
+
+            def produce_and_count(key, produce=produce):
+                bar.update()
+                return produce[key]()
+
+            write_safetensors(os.path.join(out_dir, name), [(key, shape, dtype) for key, shape, _ in shard],
+                              produce_and_count, metadata={"format": "pt"})
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": sum(int(np.prod(shape)) * dtype.itemsize for _, shape, _ in tensors)},
+                 "weight_map": {key: name for name, shard in zip(names, shards) for key, _, _ in shard}}
+        with open(os.path.join(out_dir, INDEX_FILE), "w") as f:
+            json.dump(index, f, indent=2)
+
+
 def export_hf(params, cfg, out_dir, dtype="bfloat16", hf_config=None, max_shard_bytes=5 * 2**30,
               copy_side_files_from=None, progress=True):
     """Write `params` as a Hugging Face checkpoint (config.json, safetensors shards, index).
@@ -202,25 +229,8 @@ def export_hf(params, cfg, out_dir, dtype="bfloat16", hf_config=None, max_shard_
         raise ValueError(f"unknown export dtype {dtype!r}; choose one of {', '.join(WEIGHT_DTYPES)}")
     target = WEIGHT_DTYPES[dtype]
     tensors = export_tensors(param_table(cfg), params, dtype=target)
-    shards = plan_shards(tensors, target, max_shard_bytes)
-    names = shard_names(len(shards))
     with atomic_directory(out_dir) as tmp:
-        with tqdm(total=len(tensors), desc=f"export {os.path.basename(out_dir)}", unit="tensor",
-                  disable=not progress) as bar:
-            for name, shard in zip(names, shards):
-                produce = {key: make for key, _, make in shard}
-
-                def produce_and_count(key, produce=produce):
-                    bar.update()
-                    return produce[key]()
-
-                write_safetensors(os.path.join(tmp, name), [(key, shape, target) for key, shape, _ in shard],
-                                  produce_and_count, metadata={"format": "pt"})
-        if len(shards) > 1:
-            index = {"metadata": {"total_size": sum(int(np.prod(shape)) * target.itemsize for _, shape, _ in tensors)},
-                     "weight_map": {key: name for name, shard in zip(names, shards) for key, _, _ in shard}}
-            with open(os.path.join(tmp, INDEX_FILE), "w") as f:
-                json.dump(index, f, indent=2)
+        write_weights(tmp, tensors, target, max_shard_bytes, f"export {os.path.basename(out_dir)}", progress)
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(to_hf_config(cfg, dtype, base=hf_config), f, indent=2)
         if copy_side_files_from:

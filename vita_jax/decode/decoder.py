@@ -23,7 +23,6 @@ from vita_jax.decode.sampling import Sampling
 from vita_jax.decode.schedule import LOSSLESS, Plan, plan_for
 from vita_jax.decode.state import StepContext, init_state
 from vita_jax.decode.streaming import RowEvents, notifier, register, unregister
-from vita_jax.nn.vita_audio import VitaAudio
 
 DEFAULT_EOS = vocabulary.EOS_TOKEN_IDS
 MIN_BUCKET = 16
@@ -51,6 +50,7 @@ class Request:
     eos_ids: tuple
     pad_token_id: int
     sampling: Sampling
+    prompt_inputs: typing.Any = None  # arrays for the module's `prompt_embeddings` (Plus audio), or None
 
 
 @dataclasses.dataclass
@@ -88,8 +88,10 @@ def prompt_rows(input_ids):
 
 def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DEFAULT_EOS, pad_token_id=None,
             max_cache_length=None, num_draft=None, do_sample=False, temperature=1.0, top_k=0, top_p=1.0,
-            repetition_penalty=1.0, seed=0):
-    """Validate everything and build the Request (raises ValueError naming the bad value)."""
+            repetition_penalty=1.0, seed=0, prompt_inputs=None):
+    """Validate everything and build the Request (raises ValueError naming the bad value).
+    `prompt_inputs`: keyword arrays of the module's `prompt_embeddings(prompt, ...)`, which then
+    gives the prompt's backbone input embeddings at prefill (the Plus model's audio)."""
     config = model.config
     rows = prompt_rows(input_ids)
     for i, row in enumerate(rows):
@@ -130,17 +132,18 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
     slots = prompt_slots + bucket(max_new_tokens) + max_chunk + used + 2
     spec = ProgramSpec(plan, num_draft, slots, sampling.static)
     return Request(spec, prompt, np.array([len(r) for r in rows], np.int32), int(max_new_tokens), eos_ids,
-                   int(pad_token_id), sampling)
+                   int(pad_token_id), sampling, prompt_inputs)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "spec"))
-def decode_program(params, prompt, prompt_length, max_new_tokens, eos_ids, key, sampling, listener_id, *, config,
-                   spec):
-    """The whole decoding of one request as one program; compiled once per (config, spec) and
-    input shapes, shared by every model of the same config."""
-    ctx = StepContext(VitaAudio(config).apply, params, spec.sampling, sampling, eos_ids)
+@functools.partial(jax.jit, static_argnames=("module", "spec"))
+def decode_program(params, prompt, prompt_length, max_new_tokens, eos_ids, key, sampling, listener_id, prompt_inputs,
+                   *, module, spec):
+    """The whole decoding of one request as one program; compiled once per (module definition, spec)
+    and input shapes, shared by every model whose Flax module (a hashable dataclass of frozen
+    configs) is equal."""
+    ctx = StepContext(module.apply, params, spec.sampling, sampling, eos_ids, prompt_inputs)
     used = spec.plan.num_modules if spec.plan is not None else spec.num_draft
-    state = init_state(config, prompt, prompt_length, spec.slots, used, spec.sampling.use_penalty, key,
+    state = init_state(module.config, prompt, prompt_length, spec.slots, used, spec.sampling.use_penalty, key,
                        max_new_tokens)
     notify = notifier(listener_id)
     if spec.plan is not None:
@@ -155,7 +158,8 @@ def decode_program(params, prompt, prompt_length, max_new_tokens, eos_ids, key, 
 def program_arguments(model, request, listener_id=-1):
     return (model.params, jnp.asarray(request.prompt), jnp.asarray(request.prompt_length),
             jnp.int32(request.max_new_tokens), jnp.asarray(eos_padded(request.eos_ids)),
-            jax.random.key(request.sampling.seed), request.sampling.dynamic, jnp.int32(listener_id))
+            jax.random.key(request.sampling.seed), request.sampling.dynamic, jnp.int32(listener_id),
+            request.prompt_inputs)
 
 
 def eos_padded(eos_ids):
@@ -164,13 +168,13 @@ def eos_padded(eos_ids):
 
 def compile_ahead(model, request):
     """The program of `request` compiled ahead of time (to time compilation apart from running)."""
-    return decode_program.lower(*program_arguments(model, request), config=model.config, spec=request.spec).compile()
+    return decode_program.lower(*program_arguments(model, request), module=model.module, spec=request.spec).compile()
 
 
 def execute(model, request, listener_id=-1, executable=None):
     """Run the program (jitted, or `executable` from compile_ahead); outputs as numpy arrays."""
     args = program_arguments(model, request, listener_id)
-    out = executable(*args) if executable is not None else decode_program(*args, config=model.config, spec=request.spec)
+    out = executable(*args) if executable is not None else decode_program(*args, module=model.module, spec=request.spec)
     return jax.tree.map(np.asarray, out)
 
 

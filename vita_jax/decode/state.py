@@ -44,6 +44,7 @@ class StepContext(typing.NamedTuple):
     sampling_static: typing.Any
     sampling_dynamic: dict
     eos_ids: jax.Array         # [E] int32 (may be empty)
+    prompt_inputs: typing.Any = None  # keyword arguments of the module's `prompt_embeddings` (Plus audio)
 
 
 def init_state(config, prompt, prompt_length, slots, num_modules, use_penalty, key, max_new_tokens):
@@ -78,16 +79,17 @@ def at_index(chunk, index):
     return jnp.take_along_axis(chunk, index.reshape(-1, 1, *([1] * (chunk.ndim - 2))), axis=1)[:, 0]
 
 
-def backbone_forward(ctx, state, chunk, end=None):
+def backbone_forward(ctx, state, chunk, end=None, input_embeddings=None):
     """The backbone over its unseen tokens [cache length, end) (default end: `length`), at most
-    `chunk`. Stores the hidden states for module 0 when modules are in use.
+    `chunk` (`input_embeddings` [B, chunk, E] replace their token embeddings when given). Stores
+    the hidden states for module 0 when modules are in use.
     Returns (state, hidden [B, chunk, E], pending [B])."""
     start = state.backbone["length"]
     end = state.length if end is None else end
     pending = jnp.clip(end - start, 0, chunk)
     valid = jnp.arange(chunk)[None] < pending[:, None]
     hidden, cache = ctx.apply({"params": ctx.params}, gather_rows(state.tokens, start, chunk), valid,
-                              state.backbone, method="backbone_chunk")
+                              state.backbone, input_embeddings, method="backbone_chunk")
     buffers = state.hidden
     if buffers:
         buffers = (write_to_cache(buffers[0], hidden, start), *buffers[1:])
@@ -149,6 +151,12 @@ def emit_from(ctx, state, hidden, pending):
 
 
 def prefill(ctx, state, prompt_slots, notify):
-    """The backbone over the prompt, then its first token appended (and `notify(state)`)."""
-    state, hidden, pending = backbone_forward(ctx, state, prompt_slots)
+    """The backbone over the prompt, then its first token appended (and `notify(state)`). With
+    `ctx.prompt_inputs` the prompt's embeddings come from the module's `prompt_embeddings`
+    (computed here, once: e.g. the Plus audio encoder)."""
+    embeddings = None
+    if ctx.prompt_inputs is not None:
+        embeddings = ctx.apply({"params": ctx.params}, state.tokens[:, :prompt_slots], **ctx.prompt_inputs,
+                               method="prompt_embeddings")
+    state, hidden, pending = backbone_forward(ctx, state, prompt_slots, input_embeddings=embeddings)
     return notify(emit_from(ctx, state, hidden, pending))

@@ -53,16 +53,19 @@ class VitaAudio(nn.Module):
     def _rotary(self, positions):
         return rotary_tables(positions, self.config.head_dim, self.config.rope_theta)
 
-    def __call__(self, input_ids, segment_ids=None, positions=None, detach_backbone=False, with_logits=True):
+    def __call__(self, input_ids, segment_ids=None, positions=None, detach_backbone=False, with_logits=True,
+                 input_embeddings=None):
         """input_ids [B, T]; segment_ids [B, T] (0 = padding; default all 1); positions [B, T]
         (default 0..T-1; restart at 0 per packed sample). With `detach_backbone` the backbone's
-        hidden states and embeddings enter the modules under stop-gradient."""
+        hidden states and embeddings enter the modules under stop-gradient. `input_embeddings`
+        [B, T, E] replace E[input_ids] for the backbone only (the modules always embed the ids)."""
         if segment_ids is None:
             segment_ids = jnp.ones_like(input_ids)
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(input_ids.shape[1]), input_ids.shape)
         embeddings = self.backbone.embed(input_ids)
-        x, _ = self.backbone.run_layers(embeddings, *self._rotary(positions), PackedCausal(segment_ids))
+        x, _ = self.backbone.run_layers(embeddings if input_embeddings is None else input_embeddings,
+                                        *self._rotary(positions), PackedCausal(segment_ids))
         hidden = self.backbone.final_norm(x)
 
         prev, mctp_hidden = hidden, []
@@ -90,12 +93,14 @@ class VitaAudio(nn.Module):
         positions = length[:, None] + jnp.arange(chunk)[None, :] + position_offset
         return (*self._rotary(positions), cache_causal_mask(length, chunk, cache_slots(kv_buffers)))
 
-    def backbone_chunk(self, tokens, valid, cache):
+    def backbone_chunk(self, tokens, valid, cache, input_embeddings=None):
         """tokens/valid [B, C] (valid entries form a prefix of each row) continue each row at
-        cache["length"]. Returns (final-normed hidden [B, C, E], updated cache)."""
+        cache["length"]; `input_embeddings` [B, C, E] replace E[tokens] when given.
+        Returns (final-normed hidden [B, C, E], updated cache)."""
         length = cache["length"]
         cos, sin, mask = self._chunk_inputs(length, tokens.shape[1], cache["layers"], 0)
-        x, layers = self.backbone.run_layers(self.backbone.embed(tokens), cos, sin, mask, cache["layers"], length)
+        x = self.backbone.embed(tokens) if input_embeddings is None else input_embeddings
+        x, layers = self.backbone.run_layers(x, cos, sin, mask, cache["layers"], length)
         return self.backbone.final_norm(x), {"layers": layers, "length": _advance(length, valid)}
 
     def mctp_chunk(self, k, tokens, prev_hidden, valid, cache):
