@@ -60,10 +60,17 @@ def check_waveform(wav, name="<array>"):
     return wav
 
 
+def is_wav_file(path):
+    with open(path, "rb") as f:
+        header = f.read(12)
+    return header[:4] == b"RIFF" and header[8:12] == b"WAVE"
+
+
 def write_wav(path, wav, sample_rate):
-    """Write a mono float32 wav file atomically (temporary name, then rename)."""
+    """Write a mono float32 wav file atomically (temporary name, then rename). An existing file is
+    replaced only when it is a wav file (or inside vita_jax.atomic.allow_replacing)."""
     import soundfile
 
     wav = np.asarray(wav, dtype=np.float32).reshape(-1)
-    with atomic_file(path) as f:
+    with atomic_file(path, replaceable=is_wav_file) as f:
         soundfile.write(f, wav, sample_rate, format="WAV", subtype="FLOAT")

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from vita_jax.convert.param_paths import get_path, set_path
 from vita_jax.convert.safetensors_io import SafetensorsReader, write_safetensors
 from vita_jax.atomic import atomic_directory
+from vita_jax.json_file import read_json
 from vita_jax.model_config import from_hf_config, to_hf_config
 from vita_jax.nn.dtypes import DTYPES
 
@@ -114,16 +115,20 @@ def read_hf_config(hf_dir):
     path = os.path.join(hf_dir, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no config.json in {hf_dir}")
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path)
+
+
+def is_hf_checkpoint(path):
+    """True when `path` holds a Hugging Face checkpoint (config.json and its safetensors)."""
+    return os.path.isfile(os.path.join(path, "config.json")) and any(
+        os.path.isfile(os.path.join(path, name)) for name in (INDEX_FILE, SINGLE_FILE))
 
 
 def weight_files(hf_dir):
     """The safetensors files of a checkpoint: from the index when sharded, else model.safetensors."""
     index_path = os.path.join(hf_dir, INDEX_FILE)
     if os.path.isfile(index_path):
-        with open(index_path) as f:
-            weight_map = json.load(f).get("weight_map")
+        weight_map = read_json(index_path).get("weight_map")
         if not weight_map:
             raise CheckpointError(f"{index_path}: no weight_map")
         files = sorted(set(weight_map.values()))
@@ -258,7 +263,7 @@ def export_hf(params, cfg, out_dir, dtype="bfloat16", hf_config=None, max_shard_
         return spec.to_hf(np.asarray(value)).astype(target, copy=False)
 
     names = shard_names(len(shards))
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replaceable=is_hf_checkpoint) as tmp:
         with tqdm(total=len(table), desc=f"export {os.path.basename(out_dir)}", unit="tensor",
                   disable=not progress) as bar:
             for name, shard in zip(names, shards):
