@@ -47,7 +47,8 @@ def debug_requested(argv):
 
 def describe(error):
     """(exit status, one-line message) for an exception raised by a command."""
-    if isinstance(error, (UsageError, OutputExistsError, OutputOverlapsInputError)):
+    if isinstance(error, (UsageError, OutputExistsError, OutputOverlapsInputError)) or getattr(
+            error, "exit_status", None) == USAGE_STATUS:
         status = USAGE_STATUS
     elif isinstance(error, KeyboardInterrupt):
         return INTERRUPTED_STATUS, "interrupted"
