@@ -16,7 +16,7 @@ import argparse
 import os
 import re
 
-from vita_jax.atomic import allow_replacing, check_not_an_input
+from vita_jax.atomic import allow_replacing, check_not_an_input, check_replaceable
 from vita_jax.cli.errors import CommandParser, command
 
 UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -102,6 +102,15 @@ def decoder_to_pt(args):
     return f"wrote {args.out}"
 
 
+def is_previous_output(path):
+    """Whether `path` holds an output of one of these converters (the exact kind is checked again
+    when the output is written); lets a conversion refuse a wrong --out before the slow part."""
+    from vita_jax.convert.hf_checkpoint import is_hf_checkpoint
+    from vita_jax.param_checkpoint import is_param_checkpoint
+
+    return is_param_checkpoint(path) or is_hf_checkpoint(path) or os.path.isfile(os.path.join(path, "flow.pt"))
+
+
 def build_parser():
     parser = CommandParser(prog="vita-jax-convert", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
@@ -150,6 +159,7 @@ def main(argv):
     source = getattr(args, args.source_flag.lstrip("-").replace("-", "_"))
     check_not_an_input(args.out, [source])
     with allow_replacing(args.force):
+        check_replaceable(os.path.abspath(args.out), is_dir=True, replaceable=is_previous_output)
         print(args.run(args))
 
 

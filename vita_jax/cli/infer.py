@@ -20,7 +20,7 @@ import vita_jax
 from vita_jax.configs.model import get_config
 from vita_jax import vocabulary
 from vita_jax.decode import AudioChunkEvent, EndEvent, TextEvent
-from vita_jax.cli.errors import CommandParser, UsageError, command
+from vita_jax.cli.errors import CommandParser, UsageError, command, positive_int
 from vita_jax.cli.progress import progress_line
 from vita_jax.decode.decoder import compile_ahead, prepare
 
@@ -34,6 +34,10 @@ def chat_prompt(prompt, system=None):
 def parse_mode(text):
     """'turbo' -> 'turbo'; '1,10' -> [1, 10]; 'inf,0' -> ['inf', 0]."""
     if "," not in text:
+        from vita_jax.decode.schedule import LOSSLESS, PRESETS
+
+        if text.strip().lower() not in (*PRESETS, LOSSLESS):
+            raise UsageError(f"--mode {text!r}: choose one of {', '.join([*PRESETS, LOSSLESS])} or a list like 1,10")
         return text
     try:
         return [part.strip() if part.strip() == "inf" else int(part) for part in text.split(",")]
@@ -128,7 +132,7 @@ def main(argv):
     parser.add_argument("--system", help="optional system message")
     parser.add_argument("--input-ids", help="comma-separated token ids, e.g. 1,2,3 (no template)")
     parser.add_argument("--mode", default="turbo", help="vanilla|balance|boost|turbo|lossless or a list like 1,10")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=256)
     parser.add_argument("--sample", action="store_true", help="sample (default: greedy)")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--top-k", type=int, default=20)

@@ -106,11 +106,14 @@ def train(cfg, progress=True, stop_after_steps=None):
     """Run (or resume) the stage described by `cfg` up to cfg.train.steps. `stop_after_steps`:
     return after that many steps of this call without a final save or export, as a preempted
     job would (time-limited jobs, resume drills)."""
+    expand_paths(cfg.data.files)  # inputs and outputs are checked before anything is written
+    if cfg.init.checkpoint and not os.path.isdir(cfg.init.checkpoint):
+        raise FileNotFoundError(f"--config.init.checkpoint: checkpoint directory not found: {cfg.init.checkpoint}")
+    if cfg.export.enabled and cfg.export.hf_dir:
+        check_replaceable(os.path.abspath(cfg.export.hf_dir), is_dir=True, replaceable=is_hf_checkpoint)
     workdir = resolve_workdir(cfg)
     os.makedirs(workdir, exist_ok=True)
     logging.info("workdir %s", workdir)
-    if cfg.export.enabled and cfg.export.hf_dir:  # refuse a wrong export directory before training, not after
-        check_replaceable(os.path.abspath(cfg.export.hf_dir), is_dir=True, replaceable=is_hf_checkpoint)
     ckpt = TrainCheckpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), cfg.checkpoint.every,
                              cfg.checkpoint.keep, cfg.checkpoint.use_async)
     config_dict = cfg.to_dict()
