@@ -26,7 +26,7 @@ def metric_steps(workdir):
 
 
 @pytest.mark.slow
-def test_corrupt_checkpoints_resume_metrics_tokenizer_and_export(tmp_path, capsys):
+def test_corrupt_checkpoints_resume_metrics_tokenizer_and_export(tmp_path, capsys, caplog):
     data = tmp_path / "data.jsonl"
     data.write_text(open(SAMPLE_DATA).read() + '{"messages": [ not json\n')
     workdir = tmp_path / "run"
@@ -45,6 +45,8 @@ def test_corrupt_checkpoints_resume_metrics_tokenizer_and_export(tmp_path, capsy
     assert checkpoint_steps(workdir) == [2, 4, 6]  # step 4 saved again (keep=3)
     assert os.path.isdir(workdir / "checkpoints" / "4" / "state")
     assert len(os.listdir(workdir / "unreadable_checkpoints")) == 1
+    unreadable = [r.getMessage() for r in caplog.records if "is unreadable" in r.getMessage()]
+    assert len(unreadable) == 1 and "\n" not in unreadable[0]  # not a 61-line TensorStore dump
 
     shutil.rmtree(workdir / "checkpoints" / "6" / "state")  # a corrupt final-step checkpoint
     again = train(cfg, progress=False)  # used to stop with StepAlreadyExistsError, no export
@@ -57,8 +59,9 @@ def test_corrupt_checkpoints_resume_metrics_tokenizer_and_export(tmp_path, capsy
     capsys.readouterr()
     infer.main(["--checkpoint", again.final_dir, "--prompt", "Hello", "--mode", "vanilla",
                 "--max-new-tokens", "3", "--json"])
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["num_tokens"] == 3
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert report["num_tokens"] == 3 and "compiling vanilla decoding" in captured.err  # not silent while compiling
 
     cfg.train.steps = 8  # another LR schedule: not the same run
     with pytest.raises(RunConfigMismatch, match=r"train\.steps: 6 in the checkpoint, 8 now.*--config\.train\.workdir"):
