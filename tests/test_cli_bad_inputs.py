@@ -327,7 +327,10 @@ def test_force_replaces_only_the_output(results):
     assert proc.returncode == 0, proc.stderr.decode()
     assert {"metadata.json", "params"} <= set(os.listdir(out)) and "notes.txt" not in os.listdir(out)
     assert snapshot(w, skip=out) == before  # no temporary or old copy left beside it
-    assert os.stat(out).st_mode & 0o777 == 0o777 & ~current_umask()
+    assert os.stat(out).st_mode & 0o777 == 0o777 & ~current_umask()  # not mkdtemp's 0700
+    for root, dirs, files in os.walk(out):  # readable by others as the umask allows
+        for name in dirs + files:
+            assert os.stat(os.path.join(root, name)).st_mode & 0o044 == 0o044 & ~current_umask()
 
 
 def current_umask():

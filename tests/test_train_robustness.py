@@ -54,7 +54,13 @@ def test_corrupt_checkpoints_resume_metrics_tokenizer_and_export(tmp_path, capsy
     assert os.path.isdir(workdir / "checkpoints" / "6" / "state")
     assert metric_steps(workdir) == [1, 2, 3, 4, 5, 6]
 
+    from transformers import AutoTokenizer
+
     from vita_jax.cli import infer
+
+    saved = AutoTokenizer.from_pretrained(os.path.join(again.final_dir, "hf_files"))  # the tokenizer it trained with
+    assert saved.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+                                     ) == infer.chat_prompt("Hi")
 
     capsys.readouterr()
     infer.main(["--checkpoint", again.final_dir, "--prompt", "Hello", "--mode", "vanilla",
