@@ -85,6 +85,9 @@ FAULTS = [
                                              "--config.train.workdir={w}/unused_run"), 1, "{w}/nowhere"),
     Fault("train: export over an unrelated directory", (*TRAIN_TINY, "--config.export.hf_dir={w}/unrelated"), 2,
           "pass --force"),
+    Fault("train: every data line malformed", (*TRAIN_TINY, "--config.data.files={w}/bad_lines.jsonl",
+                                               "--config.train.workdir={w}/runs/bad_lines"), 1,
+          "no usable sample: all 2 records of a pass over the data were skipped, e.g. bad_lines.jsonl:"),
     Fault("train: workdir is a file", (*TRAIN_TINY, "--config.train.workdir={w}/a_file.txt"), 1, "{w}/a_file.txt"),
     # converters
     Fault("convert: no arguments", convert("to_jax"), 2, "required: --hf-dir, --out"),
@@ -196,6 +199,8 @@ def build_world(w):
                        ("codes.txt", "1 2 3\n")):
         with open(f"{w}/{path}", "w") as f:
             f.write(text)
+    with open(f"{w}/bad_lines.jsonl", "w") as f:
+        f.write('{"messages": [ not json\n["a list"]\n')
     with open(f"{w}/garbage.bin", "wb") as f:
         f.write(bytes(range(128, 256)))
     open(f"{w}/empty.wav", "wb").close()
@@ -253,12 +258,12 @@ def results(tmp_path_factory):
     w = str(tmp_path_factory.mktemp("world"))
     logs = str(tmp_path_factory.mktemp("logs"))
     build_world(w)
-    before = snapshot(w)
+    before = snapshot(w, skip=f"{w}/runs")  # the training runs' workdirs: their output
     done = dict(zip(FAULTS, run_forked(FAULTS, w, logs)))
     if os.environ.get("SHOW_CLI_ERRORS"):
         for fault, proc in done.items():
             print(f"{proc.returncode} {fault.name}: {proc.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
-    return w, done, before, snapshot(w)
+    return w, done, before, snapshot(w, skip=f"{w}/runs")
 
 
 def test_at_least_40_distinct_faults():
