@@ -141,7 +141,7 @@ FAULTS = [
     Fault("decode: empty codes", ("-m", "vita_jax.audio.decode", "--decoder-dir", "{w}/decoder", "--codes", "",
                                   "--out", "{w}/o.wav"), 2, "--codes: no audio codes"),
     Fault("decode: code out of range", ("-m", "vita_jax.audio.decode", "--decoder-dir", "{w}/decoder",
-                                        "--codes", "1,20000", "--out", "{w}/o.wav"), 2, "20000"),
+                                        "--codes", "1,20000", "--out", "{w}/o.wav"), 2, "--codes: code 20000 at position 1"),
     Fault("decode: missing codes file", ("-m", "vita_jax.audio.decode", "--decoder-dir", "{w}/decoder",
                                          "--codes-file", "{w}/nowhere.txt", "--out", "{w}/o.wav"), 1,
           "{w}/nowhere.txt: No such file or directory"),

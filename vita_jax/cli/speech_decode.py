@@ -11,6 +11,7 @@ import sys
 
 from vita_jax.atomic import allow_replacing, check_replaceable
 from vita_jax.cli.errors import CommandParser, UsageError, command
+from vita_jax.cli.progress import progress_line
 
 
 def parse_codes(text, source):
@@ -57,17 +58,18 @@ def main(argv):
     with allow_replacing(args.force):
         check_replaceable(args.out, is_dir=False, replaceable=is_wav_file)  # before the slow part
     dec = load_decoder(args.decoder_dir)
-    key = jax.random.PRNGKey(args.seed)
     try:
+        dec.check_codes(codes, name="--codes" if args.codes is not None else args.codes_file)
+    except DecoderInputError as err:
+        raise UsageError(str(err)) from err
+    key = jax.random.PRNGKey(args.seed)
+    with progress_line(f"decoding {len(codes)} codes (the first chunk compiles)"):
         if args.stream:
-            dec.check_codes(codes)
             chunks = [codes[i: i + 10] for i in range(0, len(codes), 10)]
             context = None if args.context < 0 else args.context
             wav = np.concatenate(list(dec.stream(chunks, key=key, context_tokens=context)))
         else:
             wav = dec.token2wav(codes, key=key)
-    except DecoderInputError as err:
-        raise UsageError(str(err)) from err
     with allow_replacing(args.force):
         write_wav(args.out, wav, dec.sample_rate)
     print(f"wrote {args.out}: {len(wav)} samples, {len(wav) / dec.sample_rate:.2f} s at {dec.sample_rate} Hz")
