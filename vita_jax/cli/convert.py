@@ -90,6 +90,7 @@ def decoder_to_pt(args):
     from vita_jax.convert.decoder_checkpoint import PARTS, export_state_dict, read_decoder, write_torch_state_dict
 
     cfg, params, yaml_text = read_decoder(args.ckpt)
+
     def is_original_layout(path):
         return all(os.path.isfile(os.path.join(path, name)) for name in ("config.yaml", *(f"{p}.pt" for p in PARTS)))
 
@@ -115,37 +116,37 @@ def build_parser():
     parser = CommandParser(prog="vita-jax-convert", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
 
-    def command(name, run, source_flag):
+    def subcommand(name, run, source_flag):
         sub = commands.add_parser(name, help=run.__doc__.splitlines()[0], description=run.__doc__)
         sub.set_defaults(run=run, source_flag=source_flag)
         sub.add_argument("--force", "--overwrite", action="store_true",
                          help="replace an existing --out even when it is not a previous output of this kind")
         return sub
 
-    sub = command("llm-to-jax", llm_to_jax, "--hf-dir")
+    sub = subcommand("llm-to-jax", llm_to_jax, "--hf-dir")
     sub.add_argument("--hf-dir", required=True, help="directory with config.json and *.safetensors")
     sub.add_argument("--out", required=True, help="output vita_jax checkpoint directory")
     sub.add_argument("--param-dtype", choices=["float32", "bfloat16", "float16"], default=None,
                      help="parameter dtype (default: as stored in the checkpoint)")
     sub.add_argument("--scan-layers", action="store_true",
                      help="store backbone layers stacked on a leading axis (training layout)")
-    sub = command("llm-to-hf", llm_to_hf, "--ckpt")
+    sub = subcommand("llm-to-hf", llm_to_hf, "--ckpt")
     sub.add_argument("--ckpt", required=True, help="vita_jax checkpoint (or Hugging Face directory)")
     sub.add_argument("--out", required=True, help="output Hugging Face directory")
     sub.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="bfloat16",
                      help="dtype of the written tensors (default bfloat16, as the release)")
     sub.add_argument("--max-shard-size", type=parse_size, default=parse_size("5GB"),
                      help="largest safetensors shard (default 5GB)")
-    sub = command("tokenizer-to-jax", tokenizer_to_jax, "--tokenizer-dir")
+    sub = subcommand("tokenizer-to-jax", tokenizer_to_jax, "--tokenizer-dir")
     sub.add_argument("--tokenizer-dir", required=True, help="config.json + preprocessor_config.json + *.safetensors")
     sub.add_argument("--out", required=True, help="output checkpoint directory (written atomically)")
-    sub = command("tokenizer-to-hf", tokenizer_to_hf, "--ckpt")
+    sub = subcommand("tokenizer-to-hf", tokenizer_to_hf, "--ckpt")
     sub.add_argument("--ckpt", required=True, help="checkpoint written by tokenizer-to-jax")
     sub.add_argument("--out", required=True, help="output directory (written atomically)")
-    sub = command("decoder-to-jax", decoder_to_jax, "--decoder-dir")
+    sub = subcommand("decoder-to-jax", decoder_to_jax, "--decoder-dir")
     sub.add_argument("--decoder-dir", required=True, help="config.yaml + flow.pt + hift.pt")
     sub.add_argument("--out", required=True, help="output checkpoint directory")
-    sub = command("decoder-to-pt", decoder_to_pt, "--ckpt")
+    sub = subcommand("decoder-to-pt", decoder_to_pt, "--ckpt")
     sub.add_argument("--ckpt", required=True, help="converted checkpoint (or original decoder directory)")
     sub.add_argument("--out", required=True, help="output directory (written atomically)")
     sub.add_argument("--fold-weight-norm", action="store_true",

@@ -12,7 +12,7 @@ import sys
 
 from tqdm import tqdm
 
-from vita_jax.atomic import allow_replacing, atomic_file, check_not_an_input
+from vita_jax.atomic import allow_replacing, atomic_file, check_not_an_input, check_replaceable
 from vita_jax.audio.speech_tokenizer import load_tokenizer
 from vita_jax.cli.errors import CommandParser, command
 
@@ -62,6 +62,8 @@ def main(argv):
     args = parser.parse_args(argv)
     if args.output:
         check_not_an_input(args.output, args.files, flag="--output")
+        with allow_replacing(args.force):
+            check_replaceable(args.output, is_dir=False, replaceable=is_codes_listing)  # before the slow part
     tokenizer = load_tokenizer(args.tokenizer_dir)
     with contextlib.ExitStack() as stack:
         if args.output:
