@@ -172,6 +172,16 @@ def _commit(tmp, path):
 
 
 @contextlib.contextmanager
+def _naming_the_output(path):
+    """An OSError creating the temporary copy names the output, not the temporary name."""
+    try:
+        yield
+    except OSError as err:
+        raise type(err)(err.errno, f"{err.strerror}: cannot write {os.path.basename(path)} there",
+                        os.path.dirname(path)) from err
+
+
+@contextlib.contextmanager
 def atomic_directory(out_dir, replaceable=None):
     """Yield a temporary sibling directory; on success it replaces `out_dir`.
 
@@ -183,7 +193,8 @@ def atomic_directory(out_dir, replaceable=None):
     os.makedirs(parent, exist_ok=True)
     clean_interrupted_writes(out_dir)
     check_replaceable(out_dir, True, replaceable)
-    tmp = tempfile.mkdtemp(prefix=f"{_temporary_prefix(out_dir, 'tmp')}{_HOST}-{os.getpid()}-", dir=parent)
+    with _naming_the_output(out_dir):
+        tmp = tempfile.mkdtemp(prefix=f"{_temporary_prefix(out_dir, 'tmp')}{_HOST}-{os.getpid()}-", dir=parent)
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -202,8 +213,9 @@ def atomic_file(path, mode="wb", replaceable=None):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     clean_interrupted_writes(path)
     check_replaceable(path, False, replaceable)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path, 'tmp')}{_HOST}-{os.getpid()}-",
-                               dir=os.path.dirname(path))
+    with _naming_the_output(path):
+        fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path, 'tmp')}{_HOST}-{os.getpid()}-",
+                                   dir=os.path.dirname(path))
     os.chmod(tmp, 0o666 & ~_umask())
     try:
         with os.fdopen(fd, mode) as f:
