@@ -44,8 +44,8 @@ FAULTS = [
           2, "exactly one of"),
     Fault("infer: non-integer ids", ("infer.py", "--checkpoint", "{w}/mtp_hf", "--input-ids", "1,x"), 2, "--input-ids"),
     Fault("infer: empty ids", ("infer.py", "--checkpoint", "{w}/mtp_hf", "--input-ids", ""), 2, "--input-ids"),
-    Fault("infer: non-integer mode list", ("infer.py", "--checkpoint", "{w}/mtp_hf", "--input-ids", "1", "--mode", "1,x"),
-          2, "--mode '1,x'"),
+    Fault("infer: non-integer mode list",
+          ("infer.py", "--checkpoint", "{w}/mtp_hf", "--input-ids", "1", "--mode", "1,x"), 2, "--mode '1,x'"),
     Fault("infer: unknown mode", ("infer.py", "--checkpoint", "{w}/mtp_hf", "--input-ids", "1", "--mode", "warp"),
           2, "--mode 'warp'"),
     Fault("infer: non-integer max tokens", ("infer.py", "--demo", "--max-new-tokens", "abc"), 2, "--max-new-tokens"),
@@ -95,8 +95,9 @@ FAULTS = [
     # converters
     Fault("convert: no arguments", convert("to_jax"), 2, "required: --hf-dir, --out"),
     Fault("convert: unknown subcommand", ("-m", "vita_jax.cli.convert", "llm-to-onnx"), 2, "invalid choice"),
-    Fault("convert: --out is the source's parent", convert("to_jax", "--hf-dir", "{w}/parent/src", "--out", "{w}/parent"),
-          2, "would replace the input {w}/parent/src"),
+    Fault("convert: --out is the source's parent",
+          convert("to_jax", "--hf-dir", "{w}/parent/src", "--out", "{w}/parent"), 2,
+          "would replace the input {w}/parent/src"),
     Fault("convert: --out is the source", ("-m", "vita_jax.cli.convert", "llm-to-hf", "--ckpt", "{w}/mtp_hf",
                                            "--out", "{w}/mtp_hf"), 2, "would replace the input"),
     Fault("convert: --out holds unrelated files", convert("to_jax", "--hf-dir", "{w}/mtp_hf", "--out", "{w}/unrelated"),
@@ -150,7 +151,8 @@ FAULTS = [
     Fault("decode: empty codes", ("-m", "vita_jax.audio.decode", "--decoder-dir", "{w}/decoder", "--codes", "",
                                   "--out", "{w}/o.wav"), 2, "--codes: no audio codes"),
     Fault("decode: code out of range", ("-m", "vita_jax.audio.decode", "--decoder-dir", "{w}/decoder",
-                                        "--codes", "1,20000", "--out", "{w}/o.wav"), 2, "--codes: code 20000 at position 1"),
+                                        "--codes", "1,20000", "--out", "{w}/o.wav"), 2,
+          "--codes: code 20000 at position 1"),
     Fault("decode: missing codes file", ("-m", "vita_jax.audio.decode", "--decoder-dir", "{w}/decoder",
                                          "--codes-file", "{w}/nowhere.txt", "--out", "{w}/o.wav"), 1,
           "{w}/nowhere.txt: No such file or directory"),
@@ -263,8 +265,8 @@ def run_command(argv, w, extra_env=None):
 
 def run_forked(faults, w, logs):
     """(status, stdout, stderr) of each fault, run by tests/cli_fork_runner.py."""
-    jobs = [{"argv": expand(f.argv, w), "stdout": os.path.join(logs, f"{i}.out"), "stderr": os.path.join(logs, f"{i}.err")}
-            for i, f in enumerate(faults)]
+    jobs = [{"argv": expand(f.argv, w), "stdout": os.path.join(logs, f"{i}.out"),
+             "stderr": os.path.join(logs, f"{i}.err")} for i, f in enumerate(faults)]
     proc = subprocess.run([sys.executable, "-m", "tests.cli_fork_runner"], input=json.dumps(jobs).encode(), cwd=ROOT,
                           env=command_env(), capture_output=True, timeout=900)
     assert proc.returncode == 0, proc.stderr.decode()
@@ -338,8 +340,8 @@ def test_debug_shows_the_traceback(results):
 @pytest.mark.slow
 def test_help_exits_0_everywhere(results):
     w = results[0]
-    commands = [("infer.py",), ("train.py",), convert("to_jax"), convert("decoder_to_pt"), ("-m", "vita_jax.cli.convert"),
-                ("-m", "vita_jax.audio.encode"), ("-m", "vita_jax.audio.decode")]
+    commands = [("infer.py",), ("train.py",), convert("to_jax"), convert("decoder_to_pt"),
+                ("-m", "vita_jax.cli.convert"), ("-m", "vita_jax.audio.encode"), ("-m", "vita_jax.audio.decode")]
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         procs = list(pool.map(lambda argv: run_command((*argv, "--help"), w), commands))
     for argv, proc in zip(commands, procs):

@@ -32,7 +32,8 @@ def main(argv):
     src.add_argument("--codes", help="comma-separated audio codes (0..16383)")
     src.add_argument("--codes-file", help="file of audio codes separated by commas or whitespace")
     ap.add_argument("--out", required=True, help="output wav path")
-    ap.add_argument("--force", "--overwrite", action="store_true", help="replace an existing --out that is not a wav file")
+    ap.add_argument("--force", "--overwrite", action="store_true",
+                    help="replace an existing --out that is not a wav file")
     ap.add_argument("--seed", type=int, default=42, help="PRNG seed of the CFM noise and the NSF source")
     ap.add_argument("--stream", action="store_true", help="decode in 10-code streaming chunks")
     ap.add_argument("--context", type=int, default=10,

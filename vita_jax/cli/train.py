@@ -45,7 +45,8 @@ def _parse_flags(argv):
         message = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1].strip()}"
         raise UsageError(f"{message} (see --help)") from err
     except (AttributeError, KeyError) as err:  # ml_collections: an override of a field the config lacks
-        raise UsageError(f"--config.*: the config has no field {str(err).strip(chr(34) + chr(39))!r} (the fields: vita_jax/configs/train_base.py)"
+        field = str(err).strip("\"'")
+        raise UsageError(f"--config.*: the config has no field {field!r} (the fields: vita_jax/configs/train_base.py)"
                          ) from err
 
 
