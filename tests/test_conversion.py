@@ -100,7 +100,7 @@ def test_missing_tensor_is_named(tmp_path):
     src = str(tmp_path / "src")
     make_mtp_checkpoint(src, num_mctp=2)
     rewrite_single_file(src, lambda s: s.pop("mtp_projs.1.weight"))
-    with pytest.raises(CheckpointError, match=r"src does not match config\.json \(qwen2_mtp, 2 backbone layers, 2 MCTP modules\):\n  "
+    with pytest.raises(CheckpointError, match=r"src does not match config\.json \(qwen2_mtp, 2 backbone layers, 2 MCTP modules\): "
                                               r"missing tensors \(1\): mtp_projs\.1\.weight"):
         vita_jax.load_pretrained(src, progress=False)
 

@@ -66,6 +66,8 @@ def test_command_line_writes_a_22050_hz_wav(tmp_path, capsys):
     out2 = tmp_path / "out2.wav"
     decode.main(["--decoder-dir", src, "--codes-file", str(codes_file), "--out", str(out2)])
     np.testing.assert_array_equal(soundfile.read(str(out2), dtype="float32")[0], wav)
-    with pytest.raises(SystemExit, match=r"code 20000 at position 1 is outside"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
         decode.main(["--decoder-dir", src, "--codes", "1,20000", "--out", str(tmp_path / "bad.wav")])
+    assert exit_.value.code == 2 and "code 20000 at position 1 is outside" in capsys.readouterr().err
     assert not (tmp_path / "bad.wav").exists()

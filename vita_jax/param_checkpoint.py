@@ -14,21 +14,30 @@ import jax
 import orbax.checkpoint as ocp
 
 from vita_jax.atomic import atomic_directory
+from vita_jax.json_file import read_json
 
 FORMAT = "vita_jax.params/1"
 METADATA_FILE = "metadata.json"
 
 
-def is_param_checkpoint(path):
-    """True when `path` is a directory written by `save_params`."""
-    return os.path.isfile(os.path.join(path, METADATA_FILE))
+def is_param_checkpoint(path, kind=None):
+    """True when `path` is a directory written by `save_params` (holding `kind`, when given)."""
+    if not os.path.isfile(os.path.join(path, METADATA_FILE)):
+        return False
+    if kind is None:
+        return True
+    try:
+        return read_metadata(path).get("kind") == kind
+    except (OSError, ValueError):
+        return False
 
 
 def save_params(out_dir, params, kind, metadata, before_commit=None):
     """Save `params` (a pytree of arrays) and JSON-serialisable `metadata` under `out_dir`.
 
-    `before_commit(tmp_dir)` may add files before the directory is renamed into place."""
-    with atomic_directory(out_dir) as tmp:
+    `before_commit(tmp_dir)` may add files before the directory is renamed into place. An existing
+    `out_dir` is replaced only when it is a checkpoint of the same kind (see vita_jax.atomic)."""
+    with atomic_directory(out_dir, replaceable=lambda path: is_param_checkpoint(path, kind)) as tmp:
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(os.path.join(tmp, "params"), params)
             ckptr.wait_until_finished()
@@ -43,8 +52,7 @@ def read_metadata(path, kind=None):
     meta_path = os.path.join(path, METADATA_FILE)
     if not os.path.isfile(meta_path):
         raise FileNotFoundError(f"not a vita_jax checkpoint (no {METADATA_FILE}): {path}")
-    with open(meta_path) as f:
-        meta = json.load(f)
+    meta = read_json(meta_path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path}: unknown checkpoint format {meta.get('format')!r}, expected {FORMAT!r}")
     if kind is not None and meta.get("kind") != kind:

@@ -7,11 +7,17 @@
     vita-jax-convert tokenizer-to-hf  --ckpt SRC --out DST
     vita-jax-convert decoder-to-jax   --decoder-dir SRC --out DST
     vita-jax-convert decoder-to-pt    --ckpt SRC --out DST [--fold-weight-norm]
+
+An existing --out is replaced (atomically, the old copy removed last) only when it holds a previous
+output of the same kind, or with --force; an --out that is or contains the input is refused.
 """
 
 import argparse
 import os
 import re
+
+from vita_jax.atomic import allow_replacing, check_not_an_input, check_replaceable
+from vita_jax.cli.errors import CommandParser, command
 
 UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
@@ -89,7 +95,11 @@ def decoder_to_pt(args):
     from vita_jax.convert.decoder_checkpoint import PARTS, export_state_dict, read_decoder, write_torch_state_dict
 
     cfg, params, yaml_text = read_decoder(args.ckpt)
-    with atomic_directory(args.out) as tmp:
+
+    def is_original_layout(path):
+        return all(os.path.isfile(os.path.join(path, name)) for name in ("config.yaml", *(f"{p}.pt" for p in PARTS)))
+
+    with atomic_directory(args.out, replaceable=is_original_layout) as tmp:
         for part in PARTS:
             write_torch_state_dict(os.path.join(tmp, f"{part}.pt"),
                                    export_state_dict(params[part], args.fold_weight_norm))
@@ -98,40 +108,50 @@ def decoder_to_pt(args):
     return f"wrote {args.out}"
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="vita-jax-convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def is_previous_output(path):
+    """Whether `path` holds an output of one of these converters (the exact kind is checked again
+    when the output is written); lets a conversion refuse a wrong --out before the slow part."""
+    from vita_jax.convert.hf_checkpoint import is_hf_checkpoint
+    from vita_jax.param_checkpoint import is_param_checkpoint
 
-    def command(name, run):
+    return is_param_checkpoint(path) or is_hf_checkpoint(path) or os.path.isfile(os.path.join(path, "flow.pt"))
+
+
+def build_parser():
+    parser = CommandParser(prog="vita-jax-convert", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
+
+    def subcommand(name, run, source_flag):
         sub = commands.add_parser(name, help=run.__doc__.splitlines()[0], description=run.__doc__)
-        sub.set_defaults(run=run)
+        sub.set_defaults(run=run, source_flag=source_flag)
+        sub.add_argument("--force", "--overwrite", action="store_true",
+                         help="replace an existing --out even when it is not a previous output of this kind")
         return sub
 
-    sub = command("llm-to-jax", llm_to_jax)
+    sub = subcommand("llm-to-jax", llm_to_jax, "--hf-dir")
     sub.add_argument("--hf-dir", required=True, help="directory with config.json and *.safetensors")
     sub.add_argument("--out", required=True, help="output vita_jax checkpoint directory")
     sub.add_argument("--param-dtype", choices=["float32", "bfloat16", "float16"], default=None,
                      help="parameter dtype (default: as stored in the checkpoint)")
     sub.add_argument("--scan-layers", action="store_true",
                      help="store backbone layers stacked on a leading axis (training layout)")
-    sub = command("llm-to-hf", llm_to_hf)
+    sub = subcommand("llm-to-hf", llm_to_hf, "--ckpt")
     sub.add_argument("--ckpt", required=True, help="vita_jax checkpoint (or Hugging Face directory)")
     sub.add_argument("--out", required=True, help="output Hugging Face directory")
     sub.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="bfloat16",
                      help="dtype of the written tensors (default bfloat16, as the release)")
     sub.add_argument("--max-shard-size", type=parse_size, default=parse_size("5GB"),
                      help="largest safetensors shard (default 5GB)")
-    sub = command("tokenizer-to-jax", tokenizer_to_jax)
+    sub = subcommand("tokenizer-to-jax", tokenizer_to_jax, "--tokenizer-dir")
     sub.add_argument("--tokenizer-dir", required=True, help="config.json + preprocessor_config.json + *.safetensors")
     sub.add_argument("--out", required=True, help="output checkpoint directory (written atomically)")
-    sub = command("tokenizer-to-hf", tokenizer_to_hf)
+    sub = subcommand("tokenizer-to-hf", tokenizer_to_hf, "--ckpt")
     sub.add_argument("--ckpt", required=True, help="checkpoint written by tokenizer-to-jax")
     sub.add_argument("--out", required=True, help="output directory (written atomically)")
-    sub = command("decoder-to-jax", decoder_to_jax)
+    sub = subcommand("decoder-to-jax", decoder_to_jax, "--decoder-dir")
     sub.add_argument("--decoder-dir", required=True, help="config.yaml + flow.pt + hift.pt")
     sub.add_argument("--out", required=True, help="output checkpoint directory")
-    sub = command("decoder-to-pt", decoder_to_pt)
+    sub = subcommand("decoder-to-pt", decoder_to_pt, "--ckpt")
     sub.add_argument("--ckpt", required=True, help="converted checkpoint (or original decoder directory)")
     sub.add_argument("--out", required=True, help="output directory (written atomically)")
     sub.add_argument("--fold-weight-norm", action="store_true",
@@ -139,9 +159,14 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+@command
+def main(argv):
     args = build_parser().parse_args(argv)
-    print(args.run(args))
+    source = getattr(args, args.source_flag.lstrip("-").replace("-", "_"))
+    check_not_an_input(args.out, [source])
+    with allow_replacing(args.force):
+        check_replaceable(os.path.abspath(args.out), is_dir=True, replaceable=is_previous_output)
+        print(args.run(args))
 
 
 if __name__ == "__main__":

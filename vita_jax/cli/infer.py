@@ -9,7 +9,6 @@ Prints the streamed text, the number of audio codes in every chunk (one per <|en
 and timings (compile, first token, first audio chunk, tokens/s).
 """
 
-import argparse
 import json
 import os
 import tempfile
@@ -21,6 +20,8 @@ import vita_jax
 from vita_jax.configs.model import get_config
 from vita_jax import vocabulary
 from vita_jax.decode import AudioChunkEvent, EndEvent, TextEvent
+from vita_jax.cli.errors import CommandParser, UsageError, command, positive_int
+from vita_jax.cli.progress import progress_line
 from vita_jax.decode.decoder import compile_ahead, prepare
 
 
@@ -33,14 +34,38 @@ def chat_prompt(prompt, system=None):
 def parse_mode(text):
     """'turbo' -> 'turbo'; '1,10' -> [1, 10]; 'inf,0' -> ['inf', 0]."""
     if "," not in text:
+        from vita_jax.decode.schedule import LOSSLESS, PRESETS
+
+        if text.strip().lower() not in (*PRESETS, LOSSLESS):
+            raise UsageError(f"--mode {text!r}: choose one of {', '.join([*PRESETS, LOSSLESS])} or a list like 1,10")
         return text
-    return [part.strip() if part.strip() == "inf" else int(part) for part in text.split(",")]
+    try:
+        return [part.strip() if part.strip() == "inf" else int(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--mode {text!r}: a list must hold integers (or inf), e.g. 1,10 or 1,4,3,8,4,10") from None
+
+
+def parse_input_ids(text):
+    """'1,2,3' -> [[1, 2, 3]]."""
+    try:
+        return [[int(t) for t in text.split(",")]]
+    except ValueError:
+        raise UsageError(f"--input-ids {text!r}: give comma-separated integer token ids, e.g. 1,2,3") from None
+
+
+def check_text(flag, text):
+    """A flag's text must be encodable (the shell may pass bytes that are not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{flag} is not valid UTF-8 text") from None
 
 
 def run(model, input_ids, options, tokenizer=None, stream_options=None, echo=True):
     """Compile, then stream one generation. Returns a report dict (ids, text, chunks, timings)."""
     start = time.perf_counter()
-    executable = compile_ahead(model, prepare(model, input_ids, **options))
+    with progress_line(f"compiling {options['mode']} decoding (can take a minute)"):
+        executable = compile_ahead(model, prepare(model, input_ids, **options))
     compile_s = time.perf_counter() - start
     report = {"mode": options["mode"], "compile_s": compile_s, "token_ids": [], "text": "", "audio_chunks": [],
               "first_token_s": None, "first_audio_chunk_s": None}
@@ -97,15 +122,16 @@ def demo():
         print_timings(run(model, prompt, options, stream_options=stand_ins))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@command
+def main(argv):
+    parser = CommandParser(description=__doc__)
     parser.add_argument("--demo", action="store_true", help="run on a built-in tiny random checkpoint")
     parser.add_argument("--checkpoint", help="Hugging Face or vita_jax checkpoint directory")
     parser.add_argument("--prompt", help="user message (the chat template is applied)")
     parser.add_argument("--system", help="optional system message")
     parser.add_argument("--input-ids", help="comma-separated token ids, e.g. 1,2,3 (no template)")
     parser.add_argument("--mode", default="turbo", help="vanilla|balance|boost|turbo|lossless or a list like 1,10")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=256)
     parser.add_argument("--sample", action="store_true", help="sample (default: greedy)")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--top-k", type=int, default=20)
@@ -118,6 +144,11 @@ def main(argv=None):
         return demo()
     if not args.checkpoint or (args.prompt is None) == (args.input_ids is None):
         parser.error("give --demo, or --checkpoint DIR with exactly one of --prompt TEXT / --input-ids 1,2,3")
+    for flag, text in (("--prompt", args.prompt), ("--system", args.system)):
+        if text is not None:
+            check_text(flag, text)
+    input_ids = parse_input_ids(args.input_ids) if args.input_ids is not None else None
+    mode = parse_mode(args.mode)
     model = vita_jax.load_pretrained(args.checkpoint, progress=not args.json)
     tokenizer = None
     if args.prompt is not None or model.config.vocab_size == vocabulary.PADDED_VOCAB_SIZE:
@@ -128,12 +159,12 @@ def main(argv=None):
             tokenizer = AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as error:
             if args.prompt is not None:
-                raise SystemExit(f"--prompt needs a tokenizer in {source}: {error}")
+                raise ValueError(f"--prompt needs a tokenizer and {args.checkpoint} has none (train.py saves one with "
+                                 "every export; copy the base model's tokenizer files there, or give --input-ids)"
+                                 ) from error
     if args.prompt is not None:
         input_ids = [tokenizer.encode(chat_prompt(args.prompt, args.system), add_special_tokens=False)]
-    else:
-        input_ids = [[int(t) for t in args.input_ids.split(",")]]
-    options = {"mode": parse_mode(args.mode), "max_new_tokens": args.max_new_tokens}
+    options = {"mode": mode, "max_new_tokens": args.max_new_tokens}
     if args.sample:
         options.update(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     if args.repetition_penalty != 1.0:

@@ -6,15 +6,15 @@ Prints one line per file: `FILE<TAB>code code ...`, or with --json a JSON object
 others are still tokenized; the exit status is 1 when any file failed.
 """
 
-import argparse
 import contextlib
 import json
 import sys
 
 from tqdm import tqdm
 
-from vita_jax.atomic import atomic_file
+from vita_jax.atomic import allow_replacing, atomic_file, check_not_an_input, check_replaceable
 from vita_jax.audio.speech_tokenizer import load_tokenizer
+from vita_jax.cli.errors import CommandParser, command
 
 FILES_PER_CALL = 256  # files loaded and featurized at once; bounds host memory
 
@@ -43,17 +43,32 @@ def tokenize_files(tokenizer, files, out, as_json):
     return failures
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def is_codes_listing(path):
+    """True when `path` starts like a listing this command writes (`FILE<TAB>codes` or a JSON line)."""
+    with open(path, "rb") as f:
+        first = f.readline()
+    return b"\t" in first or first.startswith(b'{"file": ')
+
+
+@command
+def main(argv):
+    parser = CommandParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer-dir", required=True, help="original tokenizer directory or converted checkpoint")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--output", help="write the lines to this file (atomically) instead of stdout")
+    parser.add_argument("--force", "--overwrite", action="store_true",
+                        help="replace an existing --output that is not a listing written by this command")
     parser.add_argument("files", nargs="+", metavar="FILE")
     args = parser.parse_args(argv)
+    if args.output:
+        check_not_an_input(args.output, args.files, flag="--output")
+        with allow_replacing(args.force):
+            check_replaceable(args.output, is_dir=False, replaceable=is_codes_listing)  # before the slow part
     tokenizer = load_tokenizer(args.tokenizer_dir)
     with contextlib.ExitStack() as stack:
         if args.output:
-            out = stack.enter_context(atomic_file(args.output, mode="w"))
+            stack.enter_context(allow_replacing(args.force))
+            out = stack.enter_context(atomic_file(args.output, mode="w", replaceable=is_codes_listing))
         else:
             out = sys.stdout
         failures = tokenize_files(tokenizer, args.files, out, args.json)

@@ -52,8 +52,9 @@ def tiny_variant(cfg):
     cfg.model = model_config("tiny").replace(
         num_mctp_modules=k, vocab_size=16704).to_dict()  # 300 BPE + 20 specials + 16384 audio tokens
     cfg.data.update(files=TINY_DATA, tokenizer="tiny", seq_len=192, worker_count=0)
-    cfg.train.update(steps=20, global_batch_size=4, log_every=5, workdir=f"/tmp/vita_jax_runs/{cfg.stage}",
-                     loss_chunk=32)  # divides the tiny seq_len 192 and the tests' 160
+    # workdir "": one per distinct config under the temp directory (vita_jax/train/run_identity.py);
+    # loss_chunk divides the tiny seq_len 192 and the tests' 160
+    cfg.train.update(steps=20, global_batch_size=4, log_every=5, workdir="", loss_chunk=32)
     cfg.checkpoint.update(every=10)
     cfg.mesh.update(fsdp=1, data=-1)
     return cfg

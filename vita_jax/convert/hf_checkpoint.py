@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from vita_jax.atomic import atomic_directory
 from vita_jax.convert.rules import IDENTITY, TRANSPOSE, ConversionError, Rule, Transform, export_tensors, import_tree
 from vita_jax.convert.safetensors_io import SafetensorsSource, write_safetensors
+from vita_jax.json_file import read_json
 from vita_jax.model_config import from_hf_config, to_hf_config
 from vita_jax.nn.dtypes import DTYPES
 
@@ -98,16 +99,20 @@ def read_hf_config(hf_dir):
     path = os.path.join(hf_dir, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no config.json in {hf_dir}")
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path)
+
+
+def is_hf_checkpoint(path):
+    """True when `path` holds a Hugging Face checkpoint (config.json and its safetensors)."""
+    return os.path.isfile(os.path.join(path, "config.json")) and any(
+        os.path.isfile(os.path.join(path, name)) for name in (INDEX_FILE, SINGLE_FILE))
 
 
 def weight_files(hf_dir):
     """The safetensors files of a checkpoint: from the index when sharded, else model.safetensors."""
     index_path = os.path.join(hf_dir, INDEX_FILE)
     if os.path.isfile(index_path):
-        with open(index_path) as f:
-            weight_map = json.load(f).get("weight_map")
+        weight_map = read_json(index_path).get("weight_map")
         if not weight_map:
             raise CheckpointError(f"{index_path}: no weight_map")
         files = sorted(set(weight_map.values()))
@@ -229,7 +234,7 @@ def export_hf(params, cfg, out_dir, dtype="bfloat16", hf_config=None, max_shard_
         raise ValueError(f"unknown export dtype {dtype!r}; choose one of {', '.join(WEIGHT_DTYPES)}")
     target = WEIGHT_DTYPES[dtype]
     tensors = export_tensors(param_table(cfg), params, dtype=target)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, replaceable=is_hf_checkpoint) as tmp:
         write_weights(tmp, tensors, target, max_shard_bytes, f"export {os.path.basename(out_dir)}", progress)
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(to_hf_config(cfg, dtype, base=hf_config), f, indent=2)

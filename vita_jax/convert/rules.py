@@ -113,8 +113,9 @@ def check_source(rules, source, what, error=ConversionError):
         if rule is not None and source.shape(key) != tuple(rule.shape):
             problems.append(f"tensor {key!r} in {source.where(key)} has shape {source.shape(key)}, "
                             f"{what} implies {tuple(rule.shape)}")
-    if problems:
-        raise error(f"{source.name} does not match {what}:\n  " + "\n  ".join(problems))
+    if problems:  # the first problem on the first line (what a one-line error shows), the rest below
+        more = f" (and {len(problems) - 1} more below)" if len(problems) > 1 else ""
+        raise error(f"{source.name} does not match {what}: {problems[0]}{more}" + "".join(f"\n  {p}" for p in problems[1:]))
 
 
 def import_tree(rules, source, what, error=ConversionError, dtype=None, place=None, on_tensor=None):

@@ -18,6 +18,7 @@ import json
 import os
 
 
+from vita_jax import json_file
 from vita_jax.atomic import atomic_directory
 from vita_jax.convert.rules import (CONV1D, TRANSPOSE, ConversionError, RenamedSource, Rule,
                                     export_tensors, import_tree)
@@ -68,16 +69,10 @@ PREPROCESSOR_FIELDS = ("feature_size", "sampling_rate", "n_fft", "hop_length", "
 
 def read_json(path):
     """Parse a JSON object from `path`, naming the file on failure."""
-    if not os.path.isfile(path):
-        raise TokenizerCheckpointError(f"missing {os.path.basename(path)}: {path}")
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as err:
-        raise TokenizerCheckpointError(f"cannot parse {path}: {err}") from err
-    if not isinstance(data, dict):
-        raise TokenizerCheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+        return json_file.read_json(path)
+    except json_file.JsonFileError as err:
+        raise TokenizerCheckpointError(str(err)) from err
 
 
 def model_config_from_hf(hf_config, source):
@@ -300,7 +295,10 @@ def save_checkpoint(out_dir, checkpoint):
 def export_hf_dir(out_dir, checkpoint):
     """Write the original layout: config.json, preprocessor_config.json, model.safetensors."""
     state_dict = tree_to_state_dict(checkpoint.tree, checkpoint.model_config)
-    with atomic_directory(out_dir) as tmp:
+    def is_original_layout(path):
+        return all(os.path.isfile(os.path.join(path, name)) for name in (CONFIG_FILE, PREPROCESSOR_FILE, WEIGHTS_FILE))
+
+    with atomic_directory(out_dir, replaceable=is_original_layout) as tmp:
         for name, data in ((CONFIG_FILE, checkpoint.hf_config), (PREPROCESSOR_FILE, checkpoint.preprocessor_config)):
             with open(os.path.join(tmp, name), "w") as f:
                 json.dump(data, f, indent=2, sort_keys=True)

@@ -4,7 +4,9 @@ Row fields (int32): input_ids, labels (-100 = not learned, padding), segment_ids
 sample, 0 = padding), positions (restart at 0 per sample), skipped ([len(SKIP_REASONS)] counts of
 the samples skipped while this row was filled). Samples keep their order; a sample that does not
 fit starts the next row. The iterator state is the parent's state before the pending sample, so
-a restored iterator rebuilds exactly the rows it would have produced.
+a restored iterator rebuilds exactly the rows it would have produced. A whole pass over the
+shard's records with every one skipped (`max_consecutive_skips`) raises NoUsableSamples instead
+of spinning forever on a repeated data set.
 """
 
 import logging
@@ -18,13 +20,18 @@ from vita_jax.data.samples import SKIP_REASONS, Skip
 MAX_LOGGED_SKIPS = 20
 
 
+class NoUsableSamples(ValueError):
+    """Every record of a pass over the data was skipped."""
+
+
 class PackedRowsIterDataset(grain.IterDataset):
-    def __init__(self, parent, seq_len):
+    def __init__(self, parent, seq_len, max_consecutive_skips=None):
         super().__init__(parent)
         self.seq_len = seq_len
+        self.max_consecutive_skips = max_consecutive_skips
 
     def __iter__(self):
-        return _PackedRowsIterator(self._parent.__iter__(), self.seq_len)
+        return _PackedRowsIterator(self._parent.__iter__(), self.seq_len, self.max_consecutive_skips)
 
 
 def empty_row(seq_len):
@@ -36,11 +43,12 @@ def empty_row(seq_len):
 
 
 class _PackedRowsIterator(grain.DatasetIterator):
-    def __init__(self, parent, seq_len):
+    def __init__(self, parent, seq_len, max_consecutive_skips=None):
         super().__init__(parent)
         self.seq_len = seq_len
+        self.max_consecutive_skips = max_consecutive_skips
         self._pending, self._pending_state = None, None
-        self._logged = 0
+        self._logged, self._consecutive_skips = 0, 0
 
     def __next__(self):
         row, used, segment = empty_row(self.seq_len), 0, 0
@@ -56,7 +64,7 @@ class _PackedRowsIterator(grain.DatasetIterator):
                 if isinstance(item, Skip):
                     self._count_skip(row, item)
                     continue
-                self._pending, self._pending_state = item, state
+                self._pending, self._pending_state, self._consecutive_skips = item, state, 0
             n = len(self._pending["input_ids"])
             if n > self.seq_len:
                 raise ValueError(f"sample of {n} tokens exceeds the row length {self.seq_len}")
@@ -72,6 +80,10 @@ class _PackedRowsIterator(grain.DatasetIterator):
 
     def _count_skip(self, row, skip):
         row["skipped"][SKIP_REASONS.index(skip.reason)] += 1
+        self._consecutive_skips += 1
+        if self.max_consecutive_skips and self._consecutive_skips > self.max_consecutive_skips:
+            raise NoUsableSamples(f"no usable sample: all {self.max_consecutive_skips} records of a pass over the data "
+                                  f"were skipped, e.g. {skip.where} ({skip.reason}): {skip.message}")
         if self._logged < MAX_LOGGED_SKIPS:
             self._logged += 1
             logging.warning("skipped sample %s (%s): %s", skip.where, skip.reason, skip.message)

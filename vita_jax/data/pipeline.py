@@ -27,7 +27,9 @@ def shard_dataset(source, shard, num_shards, encoder, seq_len, rows_per_batch, s
     parallelism comes from worker processes; read threads (0: none) only help slow storage."""
     ds = grain.MapDataset.source(source)[shard::num_shards].shuffle(seed=seed).repeat().map(encoder)
     reads = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4 * read_threads)
-    ds = PackedRowsIterDataset(ds.to_iter_dataset(reads), seq_len).batch(rows_per_batch, drop_remainder=True)
+    records = len(range(shard, len(source), num_shards))
+    ds = PackedRowsIterDataset(ds.to_iter_dataset(reads), seq_len, max_consecutive_skips=records)
+    ds = ds.batch(rows_per_batch, drop_remainder=True)
     if worker_count > 0:
         if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; callers without absl.app
             flags.FLAGS.mark_as_parsed()

@@ -72,8 +72,9 @@ def parse_mode(mode, num_modules):
     for i in range(0, len(values), 2):
         m, n = _backbone_count(values[i], values), _count(values[i + 1], values, "module step count")
         if n > num_modules:
-            raise ValueError(f"mode list {list(values)} asks for {n} module steps but the model has "
-                             f"{num_modules} MCTP modules")
+            hint = "; use mode 'vanilla', which needs none" if num_modules == 0 else ""
+            raise ValueError(f"mode {mode!r} ({list(values)}) asks for {n} module steps but the model has "
+                             f"{num_modules} MCTP modules{hint}")
         if m == math.inf and i != len(values) - 2:
             raise ValueError(f"mode list {list(values)}: inf backbone steps are only allowed in the last pair")
         pairs.append((m, 0 if m == math.inf else n))

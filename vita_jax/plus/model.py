@@ -16,7 +16,6 @@ The k-th run of `<|context_of_audio|>` placeholders (counted row by row over the
 
 import dataclasses
 import functools
-import json
 import os
 
 import flax.linen as nn
@@ -26,6 +25,7 @@ import numpy as np
 
 from vita_jax import param_checkpoint
 from vita_jax.audio.wav_io import AudioLoadError
+from vita_jax.convert.hf_checkpoint import read_hf_config
 from vita_jax.convert.plus_checkpoint import (
     CMVN_FILE, PLUS_MODEL_TYPE, copy_plus_side_files, export_plus_hf, import_plus_hf, read_plus_tokens,
 )
@@ -238,11 +238,9 @@ def is_plus_checkpoint(path):
     """True for a Plus Hugging Face folder or a Plus checkpoint of this project."""
     if param_checkpoint.is_param_checkpoint(path):
         return param_checkpoint.read_metadata(path).get("kind") == CHECKPOINT_KIND
-    config = os.path.join(path, "config.json")
-    if not os.path.isfile(config):
+    if not os.path.isfile(os.path.join(path, "config.json")):
         return False
-    with open(config) as f:
-        return json.load(f).get("model_type") == PLUS_MODEL_TYPE
+    return read_hf_config(path).get("model_type") == PLUS_MODEL_TYPE
 
 
 def load_plus(path, param_dtype=None, dtype="float32", audio_dtype="float32", scan_layers=False, remat_policy="none",

@@ -5,10 +5,13 @@ Layout: {workdir}/checkpoints/{step}/{state, data, config}. `state` is the shard
 (one JSON file per process), `config` the run's config. Saves are periodic, keep the last N,
 and asynchronous where the backend allows; orbax writes to a temporary directory and renames
 on success, so a partial save is never listed. `restore_latest` falls back to the previous
-checkpoint when the newest one cannot be read.
+checkpoint when the newest one cannot be read, and moves the unreadable one to
+{workdir}/unreadable_checkpoints/ so that its step is saved again.
 """
 
 import logging
+import os
+import time
 
 import grain
 import orbax.checkpoint as ocp
@@ -26,6 +29,12 @@ class _IteratorSnapshot:
 
 class NoUsableCheckpoint(RuntimeError):
     pass
+
+
+def first_line(error, limit=300):
+    """The first line of an error message, shortened (TensorStore errors run to dozens of lines)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class TrainCheckpointer:
@@ -48,6 +57,15 @@ class TrainCheckpointer:
             config=ocp.args.JsonSave(config_dict),
         ))
 
+    def latest_config(self):
+        """The run config saved with the newest checkpoint whose config is readable, or None."""
+        for step in sorted(self.steps(), reverse=True):
+            try:
+                return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+            except Exception:  # noqa: BLE001 - an unreadable checkpoint: restore_latest reports it
+                continue
+        return None
+
     def restore_latest(self, abstract_state, data_iterator):
         """(state, config dict) of the newest readable checkpoint, the iterator restored in place;
         None when there is no checkpoint. Unreadable checkpoints are skipped with a warning."""
@@ -61,14 +79,31 @@ class TrainCheckpointer:
                     config=ocp.args.JsonRestore(),
                 ))
             except Exception as err:  # a corrupt or partial checkpoint: try the previous one
-                logging.warning("checkpoint %s/%d is unreadable (%s: %s); trying the previous one",
-                                self.directory, step, type(err).__name__, err)
-                errors.append(f"step {step}: {type(err).__name__}: {err}")
+                reason = f"{type(err).__name__}: {first_line(err)}"
+                logging.warning("checkpoint %s/%d is unreadable (%s); trying the previous one",
+                                self.directory, step, reason)
+                errors.append(f"step {step}: {reason}")
                 continue
+            for bad in steps[:len(errors)]:
+                self._set_aside(bad)
             return restored["state"], restored["config"]
         if steps:
             raise NoUsableCheckpoint(f"no readable checkpoint in {self.directory}: " + "; ".join(errors))
         return None
+
+    def _set_aside(self, step):
+        """Move an unreadable checkpoint out of the way (kept for inspection) so the step is saved again."""
+        import jax
+        from jax.experimental import multihost_utils
+
+        aside = os.path.join(os.path.dirname(self.directory), "unreadable_checkpoints", f"{step}-{int(time.time())}")
+        if jax.process_index() == 0:
+            os.makedirs(os.path.dirname(aside), exist_ok=True)
+            os.rename(os.path.join(self.directory, str(step)), aside)
+            logging.warning("moved the unreadable checkpoint of step %d to %s (delete it when done)", step, aside)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+        self.manager.reload()
 
     def wait(self):
         self.manager.wait_until_finished()

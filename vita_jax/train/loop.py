@@ -4,7 +4,9 @@
     result.losses              # {step: loss} of the steps this call ran
 
 Stops with TrainingDiverged on a non-finite loss; the last good checkpoint is kept (nothing is
-saved after the bad step).
+saved after the bad step). Resumes only a run with the same settings (train/run_identity.py).
+The tokenizer the run trains with is saved in {workdir}/tokenizer and inside every export, so
+the exported model answers `infer.py --prompt`.
 """
 
 import dataclasses
@@ -16,6 +18,8 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from vita_jax.atomic import atomic_directory, check_replaceable
+from vita_jax.convert.hf_checkpoint import is_hf_checkpoint
 from vita_jax.data.jsonl_source import expand_paths
 from vita_jax.data.pipeline import make_batch_iterator, make_encoder
 from vita_jax.data.samples import SKIP_REASONS
@@ -29,6 +33,7 @@ from vita_jax.train.metrics import MetricsWriter, peak_flops_per_device, train_f
 from vita_jax.train.model_init import initial_params
 from vita_jax.train.optimizer import group_schedules, make_optimizer
 from vita_jax.train.param_groups import param_labels
+from vita_jax.train.run_identity import RunConfigMismatch, check_resumable, resolve_workdir
 from vita_jax.train.train_state import abstract_state, init_train_state, jit_train_step
 from vita_jax.train.train_step import BATCH_FIELDS, LossConfig
 
@@ -43,24 +48,51 @@ class TrainResult:
     final_step: int
     skipped: dict
     final_dir: str = None
+    workdir: str = None
+
+
+# ChatML with the assistant's generation prompt and no default system message (spec section 2),
+# saved with a tokenizer that has no template of its own.
+CHATML_TEMPLATE = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+                   "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+TOKENIZER_DIR = "tokenizer"  # in the workdir: the tokenizer the run trains with, copied into every export
+
+
+def _message_texts(path):
+    """The string contents of the messages in a jsonl file; malformed lines are left to the data
+    pipeline, which skips and counts them."""
+    import json
+
+    texts = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                messages = json.loads(line).get("messages", []) if line.strip() else []
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(messages, list):
+                texts += [m["content"] for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str)]
+    return texts
 
 
 def build_tokenizer(data_cfg, workdir):
-    """The configured tokenizer directory, or "tiny": a small BPE trained on the data (demo, tests)."""
+    """The configured tokenizer directory, or "tiny": a small BPE trained on the data (demo, tests);
+    saved, extended and with a chat template, in {workdir}/tokenizer."""
     if data_cfg.tokenizer != "tiny":
-        return load_tokenizer(data_cfg.tokenizer, data_cfg.num_audio_codes)
-    import json
+        tokenizer = load_tokenizer(data_cfg.tokenizer, data_cfg.num_audio_codes)
+    else:
+        from vita_jax.data.tiny_tokenizer import build_tiny_tokenizer
 
-    from vita_jax.data.tiny_tokenizer import build_tiny_tokenizer
-
-    texts = []
-    for path in expand_paths(data_cfg.files):
-        with open(path) as f:
-            texts += [m["content"] for line in f if line.strip() for m in json.loads(line).get("messages", [])
-                      if isinstance(m, dict) and isinstance(m.get("content"), str)]
-    out = os.path.join(workdir, "tiny_tokenizer")
-    build_tiny_tokenizer(texts, out)
-    return load_tokenizer(out, data_cfg.num_audio_codes)
+        texts = [text for path in expand_paths(data_cfg.files) for text in _message_texts(path)]
+        out = os.path.join(workdir, "tiny_tokenizer")
+        build_tiny_tokenizer(texts, out)
+        tokenizer = load_tokenizer(out, data_cfg.num_audio_codes)
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHATML_TEMPLATE
+    if jax.process_index() == 0:
+        with atomic_directory(os.path.join(workdir, TOKENIZER_DIR), replaceable=lambda _: True) as tmp:
+            tokenizer.save_pretrained(tmp)
+    return tokenizer
 
 
 def speech_tokenizer(data_cfg):
@@ -76,8 +108,24 @@ def train(cfg, progress=True, stop_after_steps=None):
     return after that many steps of this call without a final save or export, as a preempted
     job would (time-limited jobs, resume drills)."""
     check_token_chunk(cfg.train.loss_chunk, cfg.data.seq_len)
-    workdir = cfg.train.workdir
+    expand_paths(cfg.data.files)  # inputs and outputs are checked before anything is written
+    if cfg.init.checkpoint and not os.path.isdir(cfg.init.checkpoint):
+        raise FileNotFoundError(f"--config.init.checkpoint: checkpoint directory not found: {cfg.init.checkpoint}")
+    if cfg.export.enabled and cfg.export.hf_dir:
+        check_replaceable(os.path.abspath(cfg.export.hf_dir), is_dir=True, replaceable=is_hf_checkpoint)
+    workdir = resolve_workdir(cfg)
     os.makedirs(workdir, exist_ok=True)
+    logging.info("workdir %s", workdir)
+    ckpt = TrainCheckpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), cfg.checkpoint.every,
+                             cfg.checkpoint.keep, cfg.checkpoint.use_async)
+    config_dict = cfg.to_dict()
+    saved_config = ckpt.latest_config()
+    if saved_config is not None:  # before anything is written into the workdir
+        try:
+            check_resumable(saved_config, config_dict, workdir)
+        except RunConfigMismatch:
+            ckpt.close()
+            raise
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor,
                      devices=jax.devices()[:cfg.mesh.devices] if cfg.mesh.devices else None)
     tokenizer = build_tokenizer(cfg.data, workdir)
@@ -90,8 +138,6 @@ def train(cfg, progress=True, stop_after_steps=None):
 
     data = make_batch_iterator(cfg.data, make_encoder(cfg.data, tokenizer, ids, speech_tokenizer(cfg.data)),
                                cfg.train.global_batch_size)
-    ckpt = TrainCheckpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), cfg.checkpoint.every,
-                             cfg.checkpoint.keep, cfg.checkpoint.use_async)
     restored = ckpt.restore_latest(abstract_state(state, state_sh), data)
     if restored is not None:
         state = restored[0]
@@ -103,9 +149,9 @@ def train(cfg, progress=True, stop_after_steps=None):
     flops_per_token = train_flops_per_token(mcfg, cfg.data.seq_len, mcfg.num_mctp_modules, loss_cfg.train_backbone)
     peak = peak_flops_per_device(cfg.train.peak_flops_per_device)
     writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
-    config_dict = cfg.to_dict()
 
     start = int(state["step"])
+    writer.drop_after(start)  # steps an interrupted run logged after its last checkpoint are rerun
     losses, skipped = {}, dict.fromkeys(SKIP_REASONS, 0)
     bar = tqdm(total=cfg.train.steps, initial=start, desc=cfg.stage, unit="step",
                disable=not progress or jax.process_index() != 0)
@@ -154,19 +200,20 @@ def train(cfg, progress=True, stop_after_steps=None):
         data.close()
     final_dir = None
     if cfg.export.enabled and end == cfg.train.steps:
-        final_dir = export(cfg, mcfg, state["params"], hf_config)
-    return TrainResult(losses=losses, final_step=int(state["step"]), skipped=skipped, final_dir=final_dir)
+        final_dir = export(cfg, mcfg, state["params"], hf_config, workdir)
+    return TrainResult(losses=losses, final_step=int(state["step"]), skipped=skipped, final_dir=final_dir,
+                       workdir=workdir)
 
 
-def export(cfg, mcfg, params, hf_config):
+def export(cfg, mcfg, params, hf_config, workdir):
     """{workdir}/final (this project's checkpoint: the next stage's init.checkpoint) and, when
-    export.hf_dir is set, the Hugging Face layout."""
+    export.hf_dir is set, the Hugging Face layout; both carry the run's tokenizer."""
     if jax.process_count() > 1:
         logging.warning("export skipped in a multi-process run: rerun the same command in one process "
                         "(it restores the final checkpoint, trains no further and exports)")
         return None
-    final_dir = os.path.join(cfg.train.workdir, "final")
-    model = VitaAudioModel(mcfg, jax.device_get(params), hf_config)
+    final_dir = os.path.join(workdir, "final")
+    model = VitaAudioModel(mcfg, jax.device_get(params), hf_config, side_files_dir=os.path.join(workdir, TOKENIZER_DIR))
     model.save(final_dir)
     if cfg.export.hf_dir:
         model.save_pretrained(cfg.export.hf_dir, dtype=cfg.export.dtype)

@@ -5,6 +5,8 @@ import os
 
 import jax
 
+from vita_jax.atomic import atomic_file
+
 # Dense bf16 peak FLOP/s per device, by jax device_kind prefix.
 PEAK_FLOPS = {
     "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v6": 918e12,
@@ -40,7 +42,26 @@ class MetricsWriter:
         if self.enabled:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
 
+    def drop_after(self, step):
+        """Remove the records of steps after `step` (logged by a run interrupted before its next
+        checkpoint; the resumed run logs them again), so the file has each step once."""
+        if not self.enabled or not os.path.isfile(self.path):
+            return
+        with open(self.path) as f:
+            lines = f.readlines()
+        kept = [line for line in lines if _step(line) is None or _step(line) <= step]
+        if len(kept) != len(lines):
+            with atomic_file(self.path, mode="w", replaceable=lambda _: True) as f:
+                f.writelines(kept)
+
     def write(self, record):
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+def _step(line):
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
