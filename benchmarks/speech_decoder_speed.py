@@ -20,7 +20,7 @@ import numpy as np
 from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig
 from vita_jax.audio.decoder_params import random_decoder_params
 from vita_jax.audio.speech_decoder import SpeechDecoder
-from vita_jax.audio.streaming import StreamingDecoder
+from vita_jax.audio.streaming_decoder import StreamingDecoder
 
 
 def timed(fn, *args, **kwargs):

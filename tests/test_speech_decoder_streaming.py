@@ -7,7 +7,7 @@ import torch
 
 from tests.helpers.compiles import count_compiles
 from tests.torch_refs.decoder_checkpoint import rel_l2, tiny_decoder
-from vita_jax.audio.streaming import StreamingDecoder
+from vita_jax.audio.streaming_decoder import StreamingDecoder
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 CHUNKS = [list(range(100, 110)), list(range(2000, 2010)), list(range(16374, 16384)), [5, 6, 7, 8, 9, 10, 11]]

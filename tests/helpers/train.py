@@ -12,7 +12,7 @@ from vita_jax.train.train_state import init_train_state, jit_train_step
 from vita_jax.train.train_step import LossConfig
 from vita_jax.configs.train_base import TINY_DATA
 from vita_jax.data.tiny_tokenizer import build_tiny_tokenizer
-from vita_jax.data.tokenizer import VocabIds, load_tokenizer
+from vita_jax.data.tokenizer import VocabIds, load_extended_tokenizer
 
 SAMPLE_DATA = TINY_DATA
 NUM_AUDIO_CODES = 64
@@ -27,7 +27,7 @@ def sample_texts(path=SAMPLE_DATA):
 def tiny_tokenizer(tmp_dir):
     """(tokenizer, VocabIds): a real byte-level BPE (trained on the sample data), extended."""
     build_tiny_tokenizer(sample_texts(), str(tmp_dir))
-    tok = load_tokenizer(str(tmp_dir), NUM_AUDIO_CODES)
+    tok = load_extended_tokenizer(str(tmp_dir), NUM_AUDIO_CODES)
     return tok, VocabIds.of(tok)
 
 

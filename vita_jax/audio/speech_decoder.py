@@ -26,7 +26,7 @@ from vita_jax.audio.flow_matching import mel_length
 from vita_jax.audio.flow_model import flow_inference
 from vita_jax.audio.hift import HiFTGenerator, draw_source_noise
 from vita_jax.convert.decoder_checkpoint import read_decoder
-from vita_jax.audio.streaming import DEFAULT_CONTEXT_TOKENS, StreamingDecoder
+from vita_jax.audio.streaming_decoder import DEFAULT_CONTEXT_TOKENS, StreamingDecoder
 from vita_jax.round_up import round_up
 
 DEFAULT_SEED = 42

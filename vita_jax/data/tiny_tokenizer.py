@@ -1,7 +1,7 @@
 """A small real byte-level BPE tokenizer in the Qwen2 style, trained on given texts (tests, demo).
 
 It has Qwen2's pre-tokenizer and ChatML specials, so it goes through exactly the code path of
-a real Qwen2.5 tokenizer (`load_tokenizer`); only the BPE vocabulary is tiny.
+a real Qwen2.5 tokenizer (`load_extended_tokenizer`); only the BPE vocabulary is tiny.
 """
 
 import os

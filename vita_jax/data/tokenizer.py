@@ -1,6 +1,6 @@
 """The Qwen2 tokenizer extended with VITA-Audio's special and audio tokens (spec section 1).
 
-    tok = load_tokenizer("path/to/Qwen2.5-7B-Instruct")   # any transformers fast tokenizer dir
+    tok = load_extended_tokenizer("path/to/Qwen2.5-7B-Instruct")   # any transformers fast tokenizer dir
     ids = VocabIds.of(tok)                                 # the ids the data pipeline needs
 
 Specials are appended in the spec's order, then `<|audio_0|>` .. `<|audio_{n-1}|>` as ordinary
@@ -51,7 +51,7 @@ def _check_ids(tokenizer, base, num_audio_codes, source):
         raise TokenizerError(f"{source}: {IM_START} is not {vocabulary.IM_START}; not a Qwen2.5 tokenizer")
 
 
-def load_tokenizer(path, num_audio_codes=vocabulary.NUM_AUDIO_CODES):
+def load_extended_tokenizer(path, num_audio_codes=vocabulary.NUM_AUDIO_CODES):
     """A transformers tokenizer directory, extended for VITA-Audio."""
     from transformers import AutoTokenizer
 

@@ -23,7 +23,7 @@ from vita_jax.convert.hf_checkpoint import is_hf_checkpoint
 from vita_jax.data.jsonl_source import expand_paths
 from vita_jax.data.pipeline import make_batch_iterator, make_encoder
 from vita_jax.data.samples import SKIP_REASONS
-from vita_jax.data.tokenizer import VocabIds, load_tokenizer
+from vita_jax.data.tokenizer import VocabIds, load_extended_tokenizer
 from vita_jax.model import VitaAudioModel
 from vita_jax.nn.vita_audio import VitaAudio
 from vita_jax.sharding import global_batch, make_mesh
@@ -79,14 +79,14 @@ def build_tokenizer(data_cfg, workdir):
     """The configured tokenizer directory, or "tiny": a small BPE trained on the data (demo, tests);
     saved, extended and with a chat template, in {workdir}/tokenizer."""
     if data_cfg.tokenizer != "tiny":
-        tokenizer = load_tokenizer(data_cfg.tokenizer, data_cfg.num_audio_codes)
+        tokenizer = load_extended_tokenizer(data_cfg.tokenizer, data_cfg.num_audio_codes)
     else:
         from vita_jax.data.tiny_tokenizer import build_tiny_tokenizer
 
         texts = [text for path in expand_paths(data_cfg.files) for text in _message_texts(path)]
         out = os.path.join(workdir, "tiny_tokenizer")
         build_tiny_tokenizer(texts, out)
-        tokenizer = load_tokenizer(out, data_cfg.num_audio_codes)
+        tokenizer = load_extended_tokenizer(out, data_cfg.num_audio_codes)
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = CHATML_TEMPLATE
     if jax.process_index() == 0:
