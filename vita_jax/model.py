@@ -103,6 +103,20 @@ def _forward(params, input_ids, segment_ids, positions, *, module, with_logits):
     return module.apply({"params": params}, input_ids, segment_ids, positions, with_logits=with_logits)
 
 
+def read_model_checkpoint(path, kind, scan_layers, param_dtype=None):
+    """(ModelConfig, params, metadata) of this project's checkpoint of `kind`, in the requested
+    layer layout and parameter dtype."""
+    params, meta = param_checkpoint.load_params(path, kind=kind)
+    config = ModelConfig.from_dict(meta["model_config"], source=os.path.join(path, "metadata.json"))
+    if config.scan_layers != scan_layers:
+        params = convert_layer_layout(params, config.num_layers, scan_layers)
+        config = config.replace(scan_layers=scan_layers)
+    if param_dtype is not None:
+        params = jax.tree.map(lambda x: x.astype(as_dtype(param_dtype)), params)
+        config = config.replace(param_dtype=param_dtype)
+    return config, params, meta
+
+
 def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, remat_policy="none", progress=True):
     """Load a Hugging Face directory (qwen2 / qwen2_mtp) or a vita_jax checkpoint.
 
@@ -113,14 +127,7 @@ def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, 
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
     if param_checkpoint.is_param_checkpoint(path):
-        params, meta = param_checkpoint.load_params(path, kind=CHECKPOINT_KIND)
-        config = ModelConfig.from_dict(meta["model_config"], source=os.path.join(path, "metadata.json"))
-        if config.scan_layers != scan_layers:
-            params = convert_layer_layout(params, config.num_layers, scan_layers)
-            config = config.replace(scan_layers=scan_layers)
-        if param_dtype is not None:
-            params = jax.tree.map(lambda x: x.astype(as_dtype(param_dtype)), params)
-            config = config.replace(param_dtype=param_dtype)
+        config, params, meta = read_model_checkpoint(path, CHECKPOINT_KIND, scan_layers, param_dtype)
         hf_config = meta.get("hf_config")
         side = os.path.join(path, SIDE_FILES_DIR)
         side = side if os.path.isdir(side) else None

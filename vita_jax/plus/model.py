@@ -30,10 +30,7 @@ from vita_jax.convert.plus_checkpoint import (
     CMVN_FILE, PLUS_MODEL_TYPE, copy_plus_side_files, export_plus_hf, import_plus_hf, read_plus_tokens,
 )
 from vita_jax.decode.decoder import decode, prompt_rows, stream
-from vita_jax.model import SIDE_FILES_DIR, VitaAudioModel, checked_input_ids
-from vita_jax.model_config import ModelConfig
-from vita_jax.nn.dtypes import as_dtype
-from vita_jax.param_layout import convert_layer_layout
+from vita_jax.model import SIDE_FILES_DIR, VitaAudioModel, checked_input_ids, read_model_checkpoint
 from vita_jax.plus.frontend import FEATURE_SIZE, SAMPLE_RATE, Frontend
 from vita_jax.plus.sensevoice import NUM_QUERIES, SenseVoiceConfig
 from vita_jax.plus.vita_audio_plus import VitaAudioPlus
@@ -254,16 +251,9 @@ def load_plus(path, param_dtype=None, dtype="float32", audio_dtype="float32", sc
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
     if param_checkpoint.is_param_checkpoint(path):
-        params, meta = param_checkpoint.load_params(path, kind=CHECKPOINT_KIND)
-        config = ModelConfig.from_dict(meta["model_config"], source=os.path.join(path, "metadata.json"))
+        config, params, meta = read_model_checkpoint(path, CHECKPOINT_KIND, scan_layers, param_dtype)
         audio_config = SenseVoiceConfig(**meta["audio_config"])
         unused = params.pop("unused", {})
-        if config.scan_layers != scan_layers:
-            params = convert_layer_layout(params, config.num_layers, scan_layers)
-            config = config.replace(scan_layers=scan_layers)
-        if param_dtype is not None:
-            params = jax.tree.map(lambda x: x.astype(as_dtype(param_dtype)), params)
-            config = config.replace(param_dtype=param_dtype)
         hf_config, side = meta.get("hf_config"), os.path.join(path, SIDE_FILES_DIR)
     else:
         config, audio_config, params, hf_config = import_plus_hf(path, param_dtype, scan_layers, progress=progress)
