@@ -37,6 +37,7 @@ class MemoryReport:
     devices: int
     device_kind: str
     mesh: tuple  # (data, fsdp, tensor)
+    attention: str = ""  # the implementation "auto" resolved to on the target
     argument_bytes: int = 0
     output_bytes: int = 0
     alias_bytes: int = 0
@@ -112,6 +113,7 @@ def check_stage(cfg, topology="", devices=None):
                    out_shardings=(state_sh, replicated(mesh)), donate_argnums=0)
     kind = devices[0].device_kind
     report = MemoryReport(devices=len(devices), device_kind=kind, mesh=tuple(mesh.shape.values()),
+                          attention=model_cfg.attention,
                           hbm_bytes=int(HBM_BYTES.get(kind, 0)))
     start = time.perf_counter()
     try:
