@@ -107,6 +107,10 @@ def check_stage(cfg, topology="", devices=None):
                                "attention": resolve_attention(cfg.model.attention, devices[0].platform)})
     module, tx, labels, state, state_sh, loss_cfg = abstract_setup(cfg, model_cfg, mesh)
     rows, seq = cfg.train.global_batch_size, cfg.data.seq_len
+    row_split = mesh.shape["data"] * mesh.shape["fsdp"]
+    if rows % row_split:
+        raise ValueError(f"global batch of {rows} rows does not split over data x fsdp = {row_split} devices; "
+                         f"choose a mesh whose data x fsdp divides {rows} (e.g. a tensor axis) or more rows")
     row_sharding = NamedSharding(mesh, PartitionSpec(("data", "fsdp"), None))
     batch = {k: jax.ShapeDtypeStruct((rows, seq), jnp.int32, sharding=row_sharding) for k in BATCH_FIELDS}
     step = jax.jit(make_train_step(module, tx, labels, loss_cfg, cfg.train.microbatches, mesh),
