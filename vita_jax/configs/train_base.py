@@ -53,7 +53,7 @@ def tiny_variant(cfg):
     cfg.model.update(num_mctp_modules=k, vocab_size=16704)  # 300 BPE + 20 specials + 16384 audio tokens
     cfg.data.update(files=TINY_DATA, tokenizer="tiny", seq_len=192, worker_count=0)
     cfg.train.update(steps=20, global_batch_size=4, log_every=5, workdir=f"/tmp/vita_jax_runs/{cfg.stage}",
-                     loss_chunk=64)
+                     loss_chunk=32)
     cfg.checkpoint.update(every=10)
     cfg.mesh.update(fsdp=1, data=-1)
     return cfg
