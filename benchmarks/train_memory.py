@@ -80,14 +80,14 @@ def main(args):
                 report = check_stage(cfg, topology)
                 m = cfg.model
                 print(f"{stage} {args.preset} ({m.num_layers} layers, K={m.num_mctp_modules}, remat {m.remat_policy}, "
-                      f"attention {m.attention}, loss chunk {cfg.train.loss_chunk}) batch "
+                      f"attention {report.attention}, loss chunk {cfg.train.loss_chunk}) batch "
                       f"{cfg.train.global_batch_size}x{cfg.data.seq_len} on {topology or f'{args.cpu_devices} CPU devices'} "
                       f"[{report.devices} x {report.device_kind}, mesh data,fsdp,tensor={report.mesh}]:\n  "
                       f"{report.summary()}", flush=True)
                 records.append({"topology": topology or f"cpu:{args.cpu_devices}", "stage": stage, "preset": args.preset,
                                 "seq_len": cfg.data.seq_len, "global_batch": cfg.train.global_batch_size,
                                 "num_layers": m.num_layers, "num_mctp_modules": m.num_mctp_modules,
-                                "remat_policy": m.remat_policy, "attention": m.attention,
+                                "remat_policy": m.remat_policy,
                                 "loss_chunk": cfg.train.loss_chunk, **dataclasses.asdict(report)})
                 if args.json:
                     with open(args.json, "w") as f:

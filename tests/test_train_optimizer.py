@@ -77,5 +77,7 @@ def test_gradient_accumulation_equals_the_full_batch():
     accumulated, acc_loss, _ = run_steps(cfg, params, optim, ("backbone", "mctp"), batch, mesh, steps=2,
                                          microbatches=2)
     np.testing.assert_allclose(acc_loss, full_loss, rtol=1e-5)
+    # atol: Adam's first updates are ~lr * sign(g), so a parameter whose gradient is ~0 moves by a
+    # rounding-decided amount (fused-loss summation order differs between the two runs)
     for a, b in zip(jax.tree.leaves(accumulated), jax.tree.leaves(full)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6)

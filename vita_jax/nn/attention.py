@@ -5,7 +5,7 @@ segment, never onto segment 0 = padding) or a dense boolean [B, 1, T_query, T_ke
 over a cache; True = may attend). `dot_product_attention` runs the core on the implementation
 the model config names (`attention`): "xla" stores the [heads, T, T] scores (the reference),
 "chunked" an online-softmax XLA loop over query and key blocks that never stores them (any
-backend), "cudnn" jax.nn.dot_product_attention's flash kernel (GPU), "splash" the Pallas
+backend; rows of at most one block take the reference), "cudnn" jax.nn.dot_product_attention's flash kernel (GPU), "splash" the Pallas
 splash-attention kernel (TPU); "auto" picks splash / cudnn / chunked by backend. Dense masks
 (decoding) always take the "xla" path, so the cache semantics do not change.
 """
@@ -74,8 +74,10 @@ def dot_product_attention(q, k, v, mask, impl="auto"):
     impl = resolve_attention(impl)
     if impl == "xla":
         return _xla_attention(q, k, v, packed_causal_mask(mask.segment_ids))
-    if impl == "chunked":
+    if impl == "chunked" and max(q.shape[1], k.shape[1]) > CHUNK:
         return _chunked_attention(q, k, v, mask.segment_ids)
+    if impl == "chunked":  # one block: the reference is the same computation, without the loop
+        return _xla_attention(q, k, v, packed_causal_mask(mask.segment_ids))
     if impl == "cudnn":
         return _cudnn_attention(q, k, v, mask.segment_ids)
     if q.shape[1] % SPLASH_BLOCK:  # the kernel's blocks must tile the row (short inputs: parameter init)

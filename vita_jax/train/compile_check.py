@@ -37,6 +37,7 @@ class MemoryReport:
     devices: int
     device_kind: str
     mesh: tuple  # (data, fsdp, tensor)
+    attention: str = ""  # the implementation "auto" resolved to on the target
     argument_bytes: int = 0
     output_bytes: int = 0
     alias_bytes: int = 0
@@ -106,12 +107,17 @@ def check_stage(cfg, topology="", devices=None):
         attention=resolve_attention(cfg.model.attention, devices[0].platform))
     module, tx, labels, state, state_sh, loss_cfg = abstract_setup(cfg, model_cfg, mesh)
     rows, seq = cfg.train.global_batch_size, cfg.data.seq_len
+    row_split = mesh.shape["data"] * mesh.shape["fsdp"]
+    if rows % row_split:
+        raise ValueError(f"global batch of {rows} rows does not split over data x fsdp = {row_split} devices; "
+                         f"choose a mesh whose data x fsdp divides {rows} (e.g. a tensor axis) or more rows")
     row_sharding = NamedSharding(mesh, PartitionSpec(("data", "fsdp"), None))
     batch = {k: jax.ShapeDtypeStruct((rows, seq), jnp.int32, sharding=row_sharding) for k in BATCH_FIELDS}
     step = jax.jit(make_train_step(module, tx, labels, loss_cfg, cfg.train.microbatches, mesh),
                    out_shardings=(state_sh, replicated(mesh)), donate_argnums=0)
     kind = devices[0].device_kind
     report = MemoryReport(devices=len(devices), device_kind=kind, mesh=tuple(mesh.shape.values()),
+                          attention=model_cfg.attention,
                           hbm_bytes=int(HBM_BYTES.get(kind, 0)))
     start = time.perf_counter()
     try:
