@@ -160,10 +160,9 @@ def _splash_attention(q, k, v, segment_ids):
     under a mesh (jax.set_mesh) it runs per device with rows split like the batch and heads over `tensor`."""
     from jax.experimental.pallas.ops.tpu import splash_attention as splash
 
-    length, heads, dim = q.shape[1], q.shape[2], q.shape[3]
+    length, dim = q.shape[1], q.shape[3]
     mesh = jax.sharding.get_abstract_mesh()
     sharded = not mesh.empty and "tensor" in mesh.axis_names
-    head_shards = mesh.shape["tensor"] if sharded else 1
 
     def local(q, k, v, segment_ids):
         local_heads = q.shape[2]
