@@ -28,8 +28,9 @@ SOURCE_CACHE = 256  # samples
 class StreamingDecoder:
     """Decode a stream chunk by chunk: `push(codes, finalize)` -> (wav chunk, returned mel [F, n_mels])."""
 
-    def __init__(self, decoder, key=None, context_tokens=DEFAULT_CONTEXT_TOKENS):
+    def __init__(self, decoder, key=None, context_tokens=DEFAULT_CONTEXT_TOKENS, n_timesteps=None):
         self.dec = decoder
+        self.n_timesteps = decoder.steps(n_timesteps)
         self.key = decoder.resolve_key(key)
         if context_tokens is not None and context_tokens < 0:
             raise ValueError(f"context_tokens must be None or >= 0, got {context_tokens}")
@@ -73,7 +74,7 @@ class StreamingDecoder:
         if new_frames <= 0:
             raise ValueError(f"code chunk {self.chunk_index}: {len(codes)} codes add no mel frames to the stream")
         noise = self.dec.draw_noise(self.flow_noise_key(), n_frames)
-        mel = self.dec.flow(tokens, prompt_feat, noise)[len(prompt_feat):]
+        mel = self.dec.flow(tokens, prompt_feat, noise, self.n_timesteps)[len(prompt_feat):]
         if self.overlap is not None:
             n = min(self.mel_overlap, len(mel))
             faded = mel[:n] * self.window[:n, None] + self.overlap[:n] * self.window[self.mel_overlap:][:n, None]
