@@ -38,6 +38,7 @@ class ProgramSpec:
     num_draft: int
     slots: int
     sampling: typing.Any  # SamplingStatic
+    forced: typing.Any = None  # ForcedInterleave (a logits mask forcing the interleaving) or None
 
 
 @dataclasses.dataclass
@@ -88,8 +89,9 @@ def prompt_rows(input_ids):
 
 def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DEFAULT_EOS, pad_token_id=None,
             max_cache_length=None, num_draft=None, do_sample=False, temperature=1.0, top_k=0, top_p=1.0,
-            repetition_penalty=1.0, seed=0):
-    """Validate everything and build the Request (raises ValueError naming the bad value)."""
+            repetition_penalty=1.0, seed=0, forced_interleave=None):
+    """Validate everything and build the Request (raises ValueError naming the bad value).
+    `forced_interleave`: a decode.forced_pattern.ForcedInterleave (benchmarks on random weights)."""
     config = model.config
     rows = prompt_rows(input_ids)
     for i, row in enumerate(rows):
@@ -109,6 +111,8 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
                              f"(the model has {num_modules} MCTP modules)")
         if do_sample or repetition_penalty != 1.0:
             raise ValueError("lossless mode verifies greedy tokens: use do_sample=False and repetition_penalty=1.0")
+        if forced_interleave is not None:
+            raise ValueError("forced_interleave applies to the scheduled modes, not to lossless")
         max_chunk, used = 2 * num_draft, num_draft
     else:
         if num_draft is not None:
@@ -128,14 +132,14 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
     for i, row in enumerate(rows):
         prompt[i, :len(row)] = row
     slots = prompt_slots + bucket(max_new_tokens) + max_chunk + used + 2
-    spec = ProgramSpec(plan, num_draft, slots, sampling.static)
+    spec = ProgramSpec(plan, num_draft, slots, sampling.static, forced_interleave)
     return Request(spec, prompt, np.array([len(r) for r in rows], np.int32), int(max_new_tokens), eos_ids,
                    int(pad_token_id), sampling)
 
 
 def _program(module, config, params, prompt, prompt_length, max_new_tokens, eos_ids, key, sampling, listener_id,
              spec):
-    ctx = StepContext(module.apply, params, spec.sampling, sampling, eos_ids)
+    ctx = StepContext(module.apply, params, spec.sampling, sampling, eos_ids, spec.forced)
     used = spec.plan.num_modules if spec.plan is not None else spec.num_draft
     state = init_state(config, prompt, prompt_length, spec.slots, used, spec.sampling.use_penalty, key,
                        max_new_tokens)
