@@ -63,6 +63,24 @@ class StreamingDecoder:
         feat = self.prompt_feat[len(self.prompt_feat) - n_feat:] if n_feat > 0 else self.prompt_feat[:0]
         return tokens, feat, new_frames
 
+    def can_push(self, n_codes):
+        """Whether `n_codes` new codes make a non-final chunk: more mel frames than the overlap it
+        holds back (otherwise gather more codes first)."""
+        if n_codes == 0:
+            return False
+        frames = self._conditioning(n_codes)[2] + (0 if self.cache_mel is None else len(self.cache_mel))
+        return frames > self.mel_overlap
+
+    def finish(self):
+        """End a stream whose last chunk was pushed as non-final: the held-back frames (mel cache +
+        overlap) are vocoded as they are, with no next chunk to cross-fade into. Returns the wav."""
+        if self.finished or self.overlap is None:
+            raise RuntimeError("finish() ends a stream after a non-final chunk")
+        mel = np.concatenate([self.cache_mel, self.overlap])
+        wav, _ = self.dec.vocode(mel, self.source_key(self.chunk_index), self.cache_source)
+        self.finished = True
+        return wav
+
     def push(self, codes, finalize=False):
         """Decode one chunk; returns (wav [samples], mel [frames, n_mels]) as the original returns them."""
         if self.finished:

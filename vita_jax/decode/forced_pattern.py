@@ -14,8 +14,9 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
+from vita_jax.data.interleave import BOOST
+
 TEXT, BEGIN, AUDIO, END = 0, 1, 2, 3
-BOOST = (1, 10, 4, 10)
 
 
 @dataclasses.dataclass(frozen=True)

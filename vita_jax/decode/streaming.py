@@ -6,7 +6,8 @@ the host turns them into events:
   AudioChunkEvent(row, codes, index, closed) at every <|end_of_audio|>: the audio codes since the
                                      last one; when the row stops, the codes generated after its
                                      last <|end_of_audio|> (if any) follow with closed=False
-  EndEvent(row, reason, num_tokens)  the row stopped: "eos" or "max_new_tokens"
+  EndEvent(row, reason, num_tokens, token_ids)  the row stopped: "eos" or "max_new_tokens"; all its
+                                     generated ids in order
 
 So a row's text events carry every generated id that is not an audio code, its audio chunks every
 audio code, in order: together they are exactly what `generate` returns for the row.
@@ -49,6 +50,7 @@ class EndEvent:
     row: int
     reason: str      # "eos" or "max_new_tokens"
     num_tokens: int
+    token_ids: tuple = dataclasses.field(default=(), compare=False)  # every generated id, in order
 
 
 def register(listener):
@@ -118,7 +120,7 @@ class RowEvents:
                 self.codes, self.chunks = [], self.chunks + 1
             last = int(tokens[length - 1]) if self.seen else None
             reason = "eos" if last in self.eos_ids else "max_new_tokens"
-            yield EndEvent(self.row, reason, self.seen)
+            yield EndEvent(self.row, reason, self.seen, tuple(int(t) for t in tokens[self.start:length]))
 
     def _text(self, ids):
         text = None
