@@ -33,9 +33,9 @@ def add_arguments(parser):
                        help="multi-turn chat: read text lines or audio paths from stdin (/reset, empty line quits)")
     group.add_argument("--speech-tokenizer", help="GLM-4-Voice tokenizer directory (original or converted)")
     group.add_argument("--speech-decoder", help="GLM-4-Voice decoder directory (original or converted)")
-    group.add_argument("--speech-policy", choices=POLICIES, default="release",
-                       help="release: re-decode all codes at every chunk (the release); bounded: constant-cost "
-                            "bounded-context streaming")
+    group.add_argument("--speech-policy", choices=POLICIES, default="bounded",
+                       help="bounded (default): constant-cost bounded-context streaming; release: re-decode all "
+                            "codes at every chunk, as the release (cost and compiles grow with the answer)")
     group.add_argument("--flow-steps", type=int, default=1, help="the decoder's flow-matching steps (release "
                                                                  "streams with 1, decodes offline with 10)")
     group.add_argument("--force-interleave", action="store_true",

@@ -38,6 +38,7 @@ class AudioChunk:
 @dataclasses.dataclass
 class TurnEnd:
     text: str
+    prompt_ids: list   # the prompt the LLM ran (history included)
     token_ids: list    # every generated id (text, markers and audio tokens), as `generate` returns them
     codes: list        # the audio codes, in order
     wav: np.ndarray    # all audio chunks concatenated

@@ -54,11 +54,17 @@ def load_text_tokenizer(llm_dir, tokenizer_dir, num_audio_codes):
     """The LLM's tokenizer (saved beside its weights), extended for VITA-Audio if it is not yet."""
     from transformers import AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its note that config.json's model_type (qwen2_mtp) is unknown to it
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     except (OSError, ValueError) as error:
         raise PipelineSetupError(f"LLM checkpoint ({llm_dir}): no usable tokenizer files (tokenizer.json, "
                                  f"tokenizer_config.json) in {tokenizer_dir}: {error}") from error
+    finally:
+        hf_logging.set_verbosity(verbosity)
     try:
         if tokenizer.convert_tokens_to_ids(audio_token(0)) in (None, tokenizer.unk_token_id):
             return extend_tokenizer(tokenizer, num_audio_codes, source=tokenizer_dir)
@@ -88,12 +94,13 @@ def check_vocabularies(model, ids, speech_tokenizer, speech_decoder, names=("LLM
 
 class VoiceChat:
     """The pipeline. Options: mode, max_new_tokens, max_cache_length, sampling and the other options
-    of `generate` (passed through); speech_policy "release" | "bounded", flow_steps (the decoder's
+    of `generate` (passed through); speech_policy "bounded" (default: constant cost per chunk) |
+    "release" (re-decode everything at each chunk, as the release), flow_steps (the decoder's
     CFM steps; the release streams with 1, decodes offline with 10; None: the decoder's config),
     context_tokens (bounded policy), decoder_key (PRNG key of the decoder's noise), queue_size."""
 
     def __init__(self, model, text_tokenizer, speech_tokenizer, speech_decoder, mode="turbo", max_new_tokens=1024,
-                 max_cache_length=None, speech_policy="release", flow_steps=1, context_tokens=DEFAULT_CONTEXT_TOKENS,
+                 max_cache_length=None, speech_policy="bounded", flow_steps=1, context_tokens=DEFAULT_CONTEXT_TOKENS,
                  decoder_key=None, queue_size=4, eos_token_ids=None, **generate_options):
         self.model, self.text_tokenizer = model, text_tokenizer
         self.speech_tokenizer, self.speech_decoder = speech_tokenizer, speech_decoder
@@ -128,14 +135,28 @@ class VoiceChat:
                                         speech_tokenizer.model_config.codebook_size)
         return cls(model, tokenizer, speech_tokenizer, speech_decoder, **options)
 
+    # ---- prompts (spec section 10) ---------------------------------------------------------------
+    def chat_prompt(self, codes=None, text=None):
+        """(user message ids, prompt ids, note or None) of a chat turn: the conversation so far (its
+        oldest turns dropped for good if they would not fit) + this user turn + the generation prompt."""
+        user = self.prompts.message("user", spoken_chat_content(text, codes is not None),
+                                    [codes] if codes is not None else [])
+        prompt, note = self.conversation.prompt(user, self.prompts.generation_prompt(), self._prompt_budget())
+        return user, prompt, note
+
+    def asr_prompt(self, codes):
+        return self._fits(self.prompts.message("user", ASR_REQUEST, [codes]) + self.prompts.generation_prompt())
+
+    def tts_prompt(self, text, voice_codes=None):
+        system = self.prompts.message("system", VOICE_SYSTEM, [voice_codes]) if voice_codes is not None else []
+        return self._fits(system + self.prompts.message("user", TTS_REQUEST + text) + self.prompts.generation_prompt())
+
     # ---- tasks ---------------------------------------------------------------------------------
     def chat_stream(self, speech=None, text=None, sample_rate=None):
         """One spoken-chat turn (speech and/or text in); the finished turn joins the history."""
         start, wav = self._read(speech, sample_rate)
         codes, tokenize_s = self._tokenize(wav, start)
-        user = self.prompts.message("user", spoken_chat_content(text, speech is not None),
-                                    [codes] if codes is not None else [])
-        prompt, note = self.conversation.prompt(user, self.prompts.generation_prompt(), self._prompt_budget())
+        user, prompt, note = self.chat_prompt(codes, text)
 
         def remember(turn):
             self.conversation.add(user, self.prompts.assistant_turn(turn.token_ids, self.eos_ids))
@@ -148,8 +169,7 @@ class VoiceChat:
     def asr_stream(self, speech, sample_rate=None):
         start, wav = self._read(speech, sample_rate)
         codes, tokenize_s = self._tokenize(wav, start)
-        prompt = self.prompts.message("user", ASR_REQUEST, [codes]) + self.prompts.generation_prompt()
-        return self._run(self._fits(prompt), start, tokenize_s, speak=False)
+        return self._run(self.asr_prompt(codes), start, tokenize_s, speak=False)
 
     def asr(self, speech, sample_rate=None):
         return _last(self.asr_stream(speech, sample_rate)).text
@@ -161,9 +181,7 @@ class VoiceChat:
             raise ValueError("tts needs a non-empty text")
         start, wav = self._read(voice, sample_rate)
         codes, tokenize_s = self._tokenize(wav, start)
-        system = self.prompts.message("system", VOICE_SYSTEM, [codes]) if codes is not None else []
-        prompt = system + self.prompts.message("user", TTS_REQUEST + text) + self.prompts.generation_prompt()
-        return self._run(self._fits(prompt), start, tokenize_s, speak=True)
+        return self._run(self.tts_prompt(text, codes), start, tokenize_s, speak=True)
 
     def tts(self, text, voice=None, sample_rate=None):
         return _last(self.tts_stream(text, voice, sample_rate)).wav
@@ -266,7 +284,7 @@ class VoiceChat:
             timings.update(prefill_s=None if first_token is None else first_token - generation_start,
                            first_text_s=first_text, first_audio_s=first_audio, total_s=total, audio_s=audio_s,
                            rtf=total / audio_s if audio_s else None, generated_tokens=len(token_ids))
-            turn = TurnEnd(text, token_ids, codes,
+            turn = TurnEnd(text, list(prompt), token_ids, codes,
                            np.concatenate(wavs) if wavs else np.zeros(0, np.float32), self.speech_decoder.sample_rate,
                            stop_reason, timings, chunks, llm_times, notes)
             if on_end is not None:
