@@ -22,6 +22,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from vita_jax.pipeline.events import AudioChunk, Note, TextDelta, TurnEnd
 from vita_jax.pipeline.prompts import ASR_REQUEST, CHAT_SYSTEM, TTS_REQUEST, VOICE_SYSTEM, PromptBuilder, \
     spoken_chat_content
 from vita_jax.pipeline.speech_output import SpeechWorker, make_policy
+
+
+_executables = weakref.WeakKeyDictionary()  # model -> {(spec, prompt shape): compiled decoding program}
 
 
 class PipelineSetupError(ValueError):
@@ -117,7 +121,6 @@ class VoiceChat:
         self.speech_options = dict(name=speech_policy, n_timesteps=speech_decoder.steps(flow_steps),
                                    context_tokens=context_tokens, key=decoder_key)
         self.queue_size = queue_size
-        self._executables = {}
         self.conversation = Conversation(self.prompts.message("system", CHAT_SYSTEM))
 
     @classmethod
@@ -215,10 +218,12 @@ class VoiceChat:
         return prompt
 
     def _executable(self, request):
+        """The decoding program of `request`, compiled once per model and shape."""
+        programs = _executables.setdefault(self.model, {})
         key = (request.spec, request.prompt.shape)
-        if key not in self._executables:
-            self._executables[key] = compile_ahead(self.model, request)
-        return self._executables[key]
+        if key not in programs:
+            programs[key] = compile_ahead(self.model, request)
+        return programs[key]
 
     def _run(self, prompt, start, tokenize_s, speak, notes=(), on_end=None):
         request = prepare(self.model, [prompt], **self.generate_options)  # validates before anything runs
