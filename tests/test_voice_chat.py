@@ -301,3 +301,20 @@ def test_command_line_writes_the_answer_and_its_chunks(parts, tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"^infer: the prompt needs \d+ tokens"):  # cache: 1024 positions
         infer.main(base + ["--max-new-tokens", "1000", "--audio", str(question), "--out", str(tmp_path / "no.wav")])
     assert not (tmp_path / "no.wav").exists()
+
+
+def test_interactive_session_reads_text_and_audio_turns(chat, tmp_path, capsys):
+    import json
+
+    from vita_jax.cli.voice import interactive
+
+    chat.reset()
+    question = tmp_path / "q.wav"
+    write_wav(str(question), speech(), 16000)
+    capsys.readouterr()
+    interactive(chat, stream_dir=str(tmp_path / "chunks"), as_json=True,
+                lines=["Hello there.\n", "/reset\n", f"{question}\n", "\n", "never read\n"])
+    reports = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(reports) == 2 and all(r["audio_s"] > 0 for r in reports)
+    assert len(chat.conversation) == 1 and reports[1]["timings"]["tokenize_s"] > 0  # reset, then the audio turn
+    assert sorted(p.name for p in (tmp_path / "chunks").iterdir())[0] == "turn00_chunk_000.wav"

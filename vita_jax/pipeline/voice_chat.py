@@ -15,7 +15,7 @@ chunk k+1 is generated. Closing the stream early stops both threads (the LLM at 
 
 Timings (TurnEnd.timings, seconds since the input was read): tokenize_s (speech tokenizer),
 compile_s (LLM program, 0 when cached), prefill_s (generation start to the first token),
-first_text_s, first_audio_s, total_s, audio_s (answer length), rtf (total_s / audio_s).
+first_text_s (the first text token's event), first_audio_s, total_s, audio_s (answer length), rtf (total_s / audio_s).
 """
 
 import os
@@ -267,9 +267,9 @@ class VoiceChat:
                     llm_times.append(at)
                     first_token = at if first_token is None else first_token
                     if isinstance(event, TextEvent):
+                        first_text = at if first_text is None else first_text
                         text += event.text or ""
                         if event.text:
-                            first_text = at if first_text is None else first_text
                             yield TextDelta(event.text, event.token_ids, at)
                     elif isinstance(event, AudioChunkEvent):
                         codes += event.codes
