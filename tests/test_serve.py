@@ -214,18 +214,87 @@ def bad_round(client):
 
 @pytest.mark.slow
 def test_bad_input_is_answered_and_nothing_leaks(server):
-    other = Client(server)
-    client = Client(server)
+    other, client = Client(server), Client(server)
+
+    def good_turns():  # the server keeps serving this client and the others (history reset: same shapes)
+        for who, text in ((client, "hello"), (other, "and me?")):
+            who.send({"type": "reset"})
+            assert who.collect(until=("reset",))[-1]["type"] == "reset"
+            assert who.turn(text=text)[-1]["type"] == "end"
+
     bad_round(client)
-    assert client.turn(text="hello")[-1]["type"] == "end"  # warm: one good turn after the errors
+    good_turns()  # warm: the same work as every later round
     threads, memory = threading.active_count(), rss_mb()
     for round_index in range(20):
         bad_round(client)
-        if round_index % 5 == 4:  # the server keeps serving this client and the others
-            assert client.turn(text="hello")[-1]["type"] == "end"
-            assert other.turn(text="and me?")[-1]["type"] == "end"
+        if round_index % 5 == 4:
+            good_turns()
     assert threading.active_count() <= threads, [t.name for t in threading.enumerate()]
     grown = rss_mb() - memory
-    assert grown < 64, f"resident memory grew by {grown:.0f} MB over 20 rounds"
+    assert grown < 32, f"resident memory grew by {grown:.0f} MB over 20 rounds"
     client.close()
     other.close()
+
+
+def chromium_driver(question_wav, user_data_dir):
+    """Debian's headless chromium + chromium-driver with a fake microphone playing `question_wav`."""
+    import os
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        reason = ("Debian's chromium and chromium-driver are not installed (apt-get install -y chromium "
+                  "chromium-driver; .ci/run installs them)")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={user_data_dir}", "--use-fake-device-for-media-stream",
+                 "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={question_wav}",
+                 "--window-size=1100,900"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=DriverService(executable_path=driver), options=options)
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium(server, tmp_path, record_property):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    question = tmp_path / "question.wav"
+    question.write_bytes(wav_file_bytes(speech(2.0), 16000))
+    browser = chromium_driver(question, tmp_path / "chromium-profile")
+    try:
+        browser.get(server + "/")
+        wait = WebDriverWait(browser, 120)
+        wait.until(lambda b: b.find_element(By.ID, "status").text == "ready")
+        talk = browser.find_element(By.ID, "talk")
+        ActionChains(browser).click_and_hold(talk).pause(1.5).release().perform()  # push-to-talk
+        done = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".turn.assistant[data-done='1']"))[0]
+        user = browser.find_elements(By.CSS_SELECTOR, ".turn.user")[0]
+        recorded = float(user.find_element(By.CLASS_NAME, "body").text.split()[1])
+        assert recorded >= 1.0, f"the fake microphone recorded {recorded} s"
+        assert user.find_element(By.CLASS_NAME, "meta").text.startswith("heard:")  # the server got the audio
+        assert int(done.get_attribute("data-chunks")) > 0 and done.find_element(By.CLASS_NAME, "body").text
+        latency = browser.find_element(By.ID, "latency").text
+        assert "first audio" in latency and "ms" in latency and "tokens/s" in latency and "mode fast" in latency
+        # a typed turn on the same conversation
+        browser.find_element(By.ID, "text").send_keys("And a typed question?")
+        browser.find_element(By.ID, "send").click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".turn.assistant[data-done='1']")) == 2)
+        screenshot = tmp_path / "voice-chat-turn.png"
+        assert browser.save_screenshot(str(screenshot))
+        print(f"screenshot of the finished turns: {screenshot}")
+        record_property("screenshot", str(screenshot))
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        browser.quit()

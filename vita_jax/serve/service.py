@@ -78,7 +78,7 @@ class Service:
         """Compile ahead of serving: one spoken and one text chat turn per mode (LLM programs for the
         first prompt buckets, the speech tokenizer, the decoder's chunk programs), plus ASR and TTS."""
         start = time.perf_counter()
-        rate = self.chat.speech_tokenizer.feature_config.sampling_rate
+        rate = 48000  # what browsers record at: warms the resampler too
         t = np.arange(int(speech_seconds * rate)) / rate
         wav = (0.2 * np.sin(2 * np.pi * 220 * t) + 0.05 * np.sin(2 * np.pi * 1100 * t)).astype(np.float32)
         for mode in modes or (self.default_mode,):
