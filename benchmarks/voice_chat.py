@@ -43,7 +43,8 @@ from vita_jax.configs.model import get_config  # noqa: E402
 from vita_jax.decode.forced_pattern import ForcedInterleave  # noqa: E402
 from vita_jax.model import VitaAudioModel  # noqa: E402
 from vita_jax.pipeline import VoiceChat  # noqa: E402
-from vita_jax.pipeline.random_parts import random_speech_tokenizer, speech_tokenizer_config, tiny_text_tokenizer  # noqa: E402
+from vita_jax.pipeline.random_parts import (random_speech_tokenizer, speech_tokenizer_config,  # noqa: E402
+                                            tiny_text_tokenizer)
 from vita_jax.vocabulary import NUM_AUDIO_CODES  # noqa: E402
 
 SENTENCE = ("Hello, could you tell me what the weather will be like tomorrow morning in the city, "
