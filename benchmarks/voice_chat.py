@@ -6,7 +6,8 @@ Parts: the Qwen2.5-0.5B LLM geometry (24 layers, K=10 MCTP modules, the 168072-t
 the GLM-4-Voice tokenizer geometry (16 Whisper-VQ layers, 16384 codes) and decoder geometry (the
 release's config.yaml), all with random weights; the text tokenizer is a small byte-level BPE with
 VITA-Audio's specials and 16384 audio tokens (its ids differ from Qwen's, the LLM's compute does
-not). Input: 5 s of espeak-ng speech in a wav file; spoken chat (spec section 10 prompt).
+not), trained so that the section-10 chat prompt has about as many tokens as with Qwen's (its
+length is printed). Input: 5 s of espeak-ng speech in a wav file; spoken chat.
 
 Random weights almost never emit <|end_of_audio|>, so the LLM's answer is FORCED into the
 release's Boost interleaving (1 text token, <|begin_of_audio|>, 8 codes, <|end_of_audio|>, then 4
@@ -43,7 +44,8 @@ from vita_jax.configs.model import get_config  # noqa: E402
 from vita_jax.decode.forced_pattern import ForcedInterleave  # noqa: E402
 from vita_jax.model import VitaAudioModel  # noqa: E402
 from vita_jax.pipeline import VoiceChat  # noqa: E402
-from vita_jax.pipeline.random_parts import random_speech_tokenizer, speech_tokenizer_config, tiny_text_tokenizer  # noqa: E402
+from vita_jax.pipeline.prompts import CHAT_SYSTEM  # noqa: E402
+from vita_jax.pipeline.random_parts import random_speech_tokenizer, speech_tokenizer_config  # noqa: E402
 from vita_jax.vocabulary import NUM_AUDIO_CODES  # noqa: E402
 
 SENTENCE = ("Hello, could you tell me what the weather will be like tomorrow morning in the city, "
@@ -64,11 +66,22 @@ def espeak_input(path, seconds=5.0):
     return path
 
 
+def prompt_sized_tokenizer(out_dir):
+    """A byte-level BPE (Qwen2 pre-tokenizer) whose merges cover the chat prompt's words, so the
+    prompt is about as long as with Qwen's 151k-token BPE; extended with 16384 audio tokens."""
+    from vita_jax.data.tiny_tokenizer import build_tiny_tokenizer
+    from vita_jax.data.tokenizer import load_tokenizer
+
+    texts = [CHAT_SYSTEM, "system\nuser\nassistant\n", SENTENCE] * 50
+    build_tiny_tokenizer(texts, out_dir, vocab_size=1000)
+    return load_tokenizer(out_dir, NUM_AUDIO_CODES)
+
+
 def build_parts(workdir, seed=0):
     """(model, text tokenizer, speech tokenizer, speech decoder) with the real geometries."""
     start = time.perf_counter()
     model = VitaAudioModel.random(get_config("qwen2.5-0.5b"), seed=seed)
-    text_tokenizer = tiny_text_tokenizer(os.path.join(workdir, "text-tokenizer"), NUM_AUDIO_CODES)
+    text_tokenizer = prompt_sized_tokenizer(os.path.join(workdir, "text-tokenizer"))
     checkpoint = random_speech_tokenizer(speech_tokenizer_config(), seed)
     speech_tokenizer = SpeechTokenizer(checkpoint.tree["params"], checkpoint.model_config, checkpoint.feature_config)
     decoder_cfg = DecoderConfig(FlowConfig(), HiftConfig())
@@ -137,7 +150,8 @@ def main(argv=None):
             rows.append(f"{run:24} {r['first_audio_s']:13.2f} {r['audio_s_per_wall_s']:14.2f} {r['gaps']:5d} "
                         f"{r['gap_s']:6.2f} {r['chunks']:6d} {r['audio_s']:7.2f} {r['tokenize_s']:10.2f} "
                         f"{r['prefill_s']:9.2f} {r['first_text_s']:10.2f} {r['total_s']:7.2f}")
-            print(f"{run}: done (warm-up incl. compiles {r['warmup_s']:.0f} s)", flush=True)
+            print(f"{run}: done (warm-up incl. compiles {r['warmup_s']:.0f} s); prompt {r['prompt_tokens']} tokens, "
+                  f"{r['generated_tokens']} generated", flush=True)
     print(header)
     print("\n".join(rows))
     if args.json:

@@ -104,10 +104,13 @@ def test_prompts_are_the_release_tasks_token_for_token(chat):
         "asr": (chat.asr_prompt(codes), [("user", ["Convert the speech to text.\n", codes])],
                 f"<|im_start|>user\nConvert the speech to text.\n{audio_text(codes)}<|im_end|>\n"
                 "<|im_start|>assistant\n"),
-        "tts": (chat.tts_prompt("Good morning, Luke."), [("user", ["Convert the text to speech.\nGood morning, Luke."])],
-                "<|im_start|>user\nConvert the text to speech.\nGood morning, Luke.<|im_end|>\n<|im_start|>assistant\n"),
+        "tts": (chat.tts_prompt("Good morning, Luke."),
+                [("user", ["Convert the text to speech.\nGood morning, Luke."])],
+                "<|im_start|>user\nConvert the text to speech.\nGood morning, Luke.<|im_end|>\n"
+                "<|im_start|>assistant\n"),
         "tts with a voice": (chat.tts_prompt("Hi.", voice),
-                             [("system", ["Your Voice: ", voice, "\n"]), ("user", ["Convert the text to speech.\nHi."])],
+                             [("system", ["Your Voice: ", voice, "\n"]),
+                              ("user", ["Convert the text to speech.\nHi."])],
                              f"<|im_start|>system\nYour Voice: {audio_text(voice)}\n<|im_end|>\n<|im_start|>user\n"
                              "Convert the text to speech.\nHi.<|im_end|>\n<|im_start|>assistant\n"),
     }

@@ -162,11 +162,11 @@ def print_timings(turn, out=None):
           + (f", real-time factor {t['rtf']:.2f}" if t["rtf"] else ""))
 
 
-def interactive(chat, stream_dir=None, as_json=False, lines=sys.stdin):
-    """Multi-turn chat: each stdin line is an audio path (an existing file with an audio suffix) or
-    a text turn; /reset forgets the history; an empty line or EOF ends."""
+def interactive(chat, stream_dir=None, as_json=False, lines=None):
+    """Multi-turn chat: each line of `lines` (default stdin) is an audio path (an existing file
+    with an audio suffix) or a text turn; /reset forgets the history; an empty line or EOF ends."""
     turn_index = 0
-    for line in lines:
+    for line in sys.stdin if lines is None else lines:
         line = line.strip()
         if not line:
             break
@@ -189,6 +189,7 @@ def main(args, options):
             print(DEMO_BANNER, flush=True)
         if args.interactive:
             return interactive(chat, args.stream_dir, args.json)
-        text = args.text if args.text is not None or args.audio or (args.task or "chat") != "chat" else "Hello!"
-        return run_task(task_events(chat, args.task or "chat", args.audio, text, args.voice), args.out,
-                        args.stream_dir, args.json)
+        task, text = args.task or "chat", args.text
+        if args.demo and task == "chat" and text is None and not args.audio:
+            text = "Hello!"  # the demo's default turn
+        return run_task(task_events(chat, task, args.audio, text, args.voice), args.out, args.stream_dir, args.json)

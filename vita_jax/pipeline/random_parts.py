@@ -141,8 +141,8 @@ def tiny_llm_config(vocab_size):
 def write_random_parts(root, seed=0):
     """Tiny random LLM (with its tokenizer), speech tokenizer and speech decoder under `root`;
     returns their three directories."""
-    llm_dir, tokenizer_dir, decoder_dir = (os.path.join(root, name) for name in
-                                           ("tiny-vita-audio", "tiny-glm-4-voice-tokenizer", "tiny-glm-4-voice-decoder"))
+    names = ("tiny-vita-audio", "tiny-glm-4-voice-tokenizer", "tiny-glm-4-voice-decoder")
+    llm_dir, tokenizer_dir, decoder_dir = (os.path.join(root, name) for name in names)
     text_tokenizer = tiny_text_tokenizer(os.path.join(root, "tiny-text-tokenizer"))
     write_random_llm(llm_dir, tiny_llm_config(len(text_tokenizer)), text_tokenizer, seed)
     write_random_speech_tokenizer(tokenizer_dir, seed=seed)

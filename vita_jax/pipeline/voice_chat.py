@@ -35,7 +35,7 @@ from vita_jax.pipeline.conversation import Conversation, check_fits
 from vita_jax.pipeline.events import AudioChunk, Note, TextDelta, TurnEnd
 from vita_jax.pipeline.prompts import ASR_REQUEST, CHAT_SYSTEM, TTS_REQUEST, VOICE_SYSTEM, PromptBuilder, \
     spoken_chat_content
-from vita_jax.pipeline.speech_output import SpeechWorker, make_policy
+from vita_jax.pipeline.speech_output import POLICIES, SpeechWorker, make_policy
 
 
 _executables = weakref.WeakKeyDictionary()  # model -> {(spec, prompt shape): compiled decoding program}
@@ -117,7 +117,8 @@ class VoiceChat:
         self.cache_length = model.config.max_position_embeddings if max_cache_length is None else max_cache_length
         self.generate_options = dict(mode=mode, max_new_tokens=max_new_tokens, max_cache_length=self.cache_length,
                                      eos_token_ids=self.eos_ids, **generate_options)
-        make_policy(speech_policy, speech_decoder)  # validates the name
+        if speech_policy not in POLICIES:
+            raise ValueError(f"unknown speech streaming policy {speech_policy!r}; choose one of {', '.join(POLICIES)}")
         self.speech_options = dict(name=speech_policy, n_timesteps=speech_decoder.steps(flow_steps),
                                    context_tokens=context_tokens, key=decoder_key)
         self.queue_size = queue_size
