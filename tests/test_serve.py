@@ -8,6 +8,8 @@ import urllib.parse
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # the module's server compiles its programs first (~100 s on 2 loaded cores)
+
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e .[serve])")
 
 from tests.serve_helpers import (MAX_AUDIO_S, Client, by_type, make_service, pcm16_bytes, speech,  # noqa: E402
@@ -212,7 +214,6 @@ def bad_round(client):
     return errors
 
 
-@pytest.mark.slow
 def test_bad_input_is_answered_and_nothing_leaks(server):
     other, client = Client(server), Client(server)
 
@@ -263,7 +264,6 @@ def chromium_driver(question_wav, user_data_dir):
     return webdriver.Chrome(service=DriverService(executable_path=driver), options=options)
 
 
-@pytest.mark.slow
 def test_page_in_headless_chromium(server, tmp_path, record_property):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
