@@ -87,7 +87,8 @@ def main():
     wav = question()
     with tempfile.TemporaryDirectory() as root:
         serve_args = build_parser().parse_args(["--demo", "--mode", args.mode,
-                                                "--max-new-tokens", str(args.max_new_tokens)])
+                                                "--max-new-tokens", str(args.max_new_tokens),
+                                                "--warmup-prompt-tokens", "0"])
         service = load_service(serve_args, root, log=lambda line: print(line, flush=True))
         direct, served, served_pipeline = [], [], []
         with serving(create_app(service)) as base_url:

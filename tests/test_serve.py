@@ -2,6 +2,10 @@
 its websocket and HTTP: streamed turns in order, ASR/TTS/chat, interrupt, queueing without
 cross-talk of histories, bad input answered with JSON errors while the server keeps serving."""
 
+import io
+import json
+import subprocess
+import sys
 import threading
 import urllib.parse
 
@@ -86,13 +90,13 @@ def test_http_asr_tts_chat(server):
     assert asr.status_code == 200 and isinstance(asr.json()["text"], str), asr.text
     tts = httpx.post(server + "/tts", data={"text": "Good morning."}, timeout=120)
     assert tts.status_code == 200 and tts.headers["content-type"] == "audio/wav", tts.text
-    wav, rate = soundfile.read(__import__("io").BytesIO(tts.content))
+    wav, rate = soundfile.read(io.BytesIO(tts.content))
     assert rate == 22050 and len(wav) > 0
     chat = httpx.post(server + "/chat", files={"audio": ("q.webm", webm_opus_bytes(speech(1.0)), "audio/webm")},
                       data={"mode": "fast"}, timeout=120)
     assert chat.status_code == 200, chat.text
-    wav, rate = soundfile.read(__import__("io").BytesIO(chat.content))
-    timings = __import__("json").loads(chat.headers["x-timings"])
+    wav, rate = soundfile.read(io.BytesIO(chat.content))
+    timings = json.loads(chat.headers["x-timings"])
     assert len(wav) > 0 and timings["first_audio_s"] > 0 and isinstance(urllib.parse.unquote(chat.headers["x-text"]),
                                                                         str)
     for path, kwargs, expected in (
@@ -237,6 +241,13 @@ def test_bad_input_is_answered_and_nothing_leaks(server):
     other.close()
 
 
+def test_command_line_needs_the_three_parts():
+    result = subprocess.run([sys.executable, "-m", "vita_jax.serve", "--tokenizer-dir", "tok"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and "give --checkpoint, --tokenizer-dir and --decoder-dir (or --demo)" in \
+        result.stderr.splitlines()[-1], result.stderr
+
+
 def chromium_driver(question_wav, user_data_dir):
     """Debian's headless chromium + chromium-driver with a fake microphone playing `question_wav`."""
     import os
@@ -269,8 +280,8 @@ def test_page_in_headless_chromium(server, tmp_path, record_property):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    question = tmp_path / "question.wav"
-    question.write_bytes(wav_file_bytes(speech(2.0), 16000))
+    question = tmp_path / "question.wav"  # the fake microphone loops it: 1.5 s of voice, 1.5 s of silence
+    question.write_bytes(wav_file_bytes(np.concatenate([speech(1.5), np.zeros(24000, np.float32)]), 16000))
     browser = chromium_driver(question, tmp_path / "chromium-profile")
     try:
         browser.get(server + "/")
@@ -290,6 +301,13 @@ def test_page_in_headless_chromium(server, tmp_path, record_property):
         browser.find_element(By.ID, "text").send_keys("And a typed question?")
         browser.find_element(By.ID, "send").click()
         wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".turn.assistant[data-done='1']")) == 2)
+        # hands-free: the voice-activity detector starts a turn on the voice and ends it on the silence
+        browser.find_element(By.ID, "handsfree").click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".turn.assistant[data-done='1']")) >= 3)
+        browser.find_element(By.ID, "handsfree").click()
+        spoken = [float(u.text.split()[1]) for u in browser.find_elements(By.CSS_SELECTOR, ".turn.user .body")
+                  if u.text.startswith("🎤") and len(u.text.split()) > 1 and u.text.split()[1] != "…"]
+        assert len(spoken) >= 2 and 1.0 <= spoken[1] <= 3.5, f"hands-free turn lengths {spoken}"
         screenshot = tmp_path / "voice-chat-turn.png"
         assert browser.save_screenshot(str(screenshot))
         print(f"screenshot of the finished turns: {screenshot}")

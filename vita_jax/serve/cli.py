@@ -36,6 +36,9 @@ def build_parser():
                                         "--demo: without lossless)")
     parser.add_argument("--warmup-modes", help="modes compiled before serving (default: --mode); others compile "
                                                "on first use")
+    parser.add_argument("--warmup-prompt-tokens", type=int, default=2048,
+                        help="also compile the LLM programs of every prompt bucket up to this many tokens "
+                             "(conversations grow into them; 0: compile each on first use)")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--max-audio-s", type=float, default=30.0, help="longest recording accepted (seconds)")
     parser.add_argument("--sample", action="store_true", help="sample (default: greedy)")
@@ -83,7 +86,7 @@ def load_service(args, root, parser=None, log=print):
                                                         f"{args.speech_decoder}"
     service = Service(chat, offered, args.max_audio_s, description=name, demo=args.demo)
     log(f"compiling ahead of serving (modes {', '.join(warm)}) ...")
-    service.warm_up(warm, log=log)
+    service.warm_up(warm, log=log, prompt_tokens=args.warmup_prompt_tokens)
     return service
 
 

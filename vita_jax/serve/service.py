@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from vita_jax.decode import LOSSLESS, PRESETS
+from vita_jax.decode.decoder import MIN_BUCKET, prepare
 from vita_jax.pipeline.conversation import Conversation
 from vita_jax.pipeline.voice_chat import _executables
 from vita_jax.serve.turn_queue import TurnQueue
@@ -74,9 +75,11 @@ class Service:
             return session.tts_stream(text, wav, rate)
         return session.chat_stream(speech=wav, text=text, sample_rate=rate)
 
-    def warm_up(self, modes=None, speech_seconds=2.0, log=print):
+    def warm_up(self, modes=None, speech_seconds=2.0, log=print, prompt_tokens=None):
         """Compile ahead of serving: one spoken and one text chat turn per mode (LLM programs for the
-        first prompt buckets, the speech tokenizer, the decoder's chunk programs), plus ASR and TTS."""
+        first prompt buckets, the speech tokenizer, the decoder's chunk programs), plus ASR and TTS;
+        then the LLM programs of every longer prompt bucket up to `prompt_tokens` (a growing
+        conversation reaches them; otherwise each compiles when first needed, stalling that turn)."""
         start = time.perf_counter()
         rate = 48000  # what browsers record at: warms the resampler too
         t = np.arange(int(speech_seconds * rate)) / rate
@@ -91,6 +94,15 @@ class Service:
                 self.compiled_modes.add(str(mode))
                 log(f"warm-up: {mode} {task} {'speech' if speech is not None else 'text'} "
                     f"{time.perf_counter() - began:.1f} s")
+            session = self.new_session()
+            session.generate_options["mode"] = self.modes[mode]
+            budget = min(prompt_tokens or 0, session.cache_length - session.generate_options["max_new_tokens"])
+            length = MIN_BUCKET
+            while length <= budget:
+                began = time.perf_counter()
+                session._executable(prepare(session.model, [[0] * length], **session.generate_options))
+                log(f"warm-up: {mode} prompt bucket {length} {time.perf_counter() - began:.1f} s")
+                length *= 2
         self.warmup_s = time.perf_counter() - start
         return self.warmup_s
 
