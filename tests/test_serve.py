@@ -92,6 +92,10 @@ def test_http_asr_tts_chat(server):
     assert tts.status_code == 200 and tts.headers["content-type"] == "audio/wav", tts.text
     wav, rate = soundfile.read(io.BytesIO(tts.content))
     assert rate == 22050 and len(wav) > 0
+    voiced = httpx.post(server + "/tts", data={"text": "Good morning."}, timeout=120,
+                        files={"voice": ("me.wav", wav_file_bytes(speech(1.0, seed=2)), "audio/wav")})
+    assert voiced.status_code == 200, voiced.text
+    assert json.loads(voiced.headers["x-timings"])["tokenize_s"] > 0, "the voice prompt was tokenized"
     chat = httpx.post(server + "/chat", files={"audio": ("q.webm", webm_opus_bytes(speech(1.0)), "audio/webm")},
                       data={"mode": "fast"}, timeout=120)
     assert chat.status_code == 200, chat.text
