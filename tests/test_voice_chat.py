@@ -301,8 +301,21 @@ def test_command_line_writes_the_answer_and_its_chunks(parts, tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             infer.main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
-    with pytest.raises(SystemExit, match=r"^infer: the prompt needs \d+ tokens"):  # cache: 1024 positions
-        infer.main(base + ["--max-new-tokens", "1000", "--audio", str(question), "--out", str(tmp_path / "no.wav")])
+    empty_dir, empty_wav, nan_wav = tmp_path / "empty", tmp_path / "empty.wav", tmp_path / "nan.wav"
+    empty_dir.mkdir()
+    write_wav(str(empty_wav), np.zeros(0, np.float32), 16000)
+    write_wav(str(nan_wav), np.full(1600, np.nan, np.float32), 16000)
+    no_out = ["--out", str(tmp_path / "no.wav")]
+    for argv, message in [  # one line, exit status 1, nothing written
+        (base + ["--max-new-tokens", "1000", "--audio", str(question)], r"infer: the prompt needs \d+ tokens"),
+        (base[:3] + [str(empty_dir)] + base[4:] + ["--audio", str(question)],
+         r"infer: speech tokenizer \(.*empty\): missing config.json"),
+        (base + ["--audio", str(empty_wav)], r"infer: .*empty.wav: the audio signal is empty"),
+        (base + ["--audio", str(nan_wav)], r"infer: .*nan.wav: the audio signal contains NaN"),
+    ]:
+        with pytest.raises(SystemExit, match="^" + message) as exit_info:
+            infer.main(argv + no_out)
+        assert "\n" not in str(exit_info.value.code)
     assert not (tmp_path / "no.wav").exists()
 
 

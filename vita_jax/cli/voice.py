@@ -15,7 +15,8 @@ REAL_PARTS = ("--checkpoint VITA-MLLM/VITA-Audio-Boost (or VITA-Audio-Balance, V
               "--speech-tokenizer THUDM/glm-4-voice-tokenizer, --speech-decoder THUDM/glm-4-voice-decoder "
               "(local copies of these published checkpoints)")
 DEMO_BANNER = ("--demo: tiny RANDOM checkpoints of all three parts (LLM, speech tokenizer, speech decoder) were just "
-               "made, so the text is gibberish and the audio is noise; the path and its timings are real. Random "
+               "made, so the text is gibberish and the audio is noise; the path and its timings are real (a first turn's "
+               "times include compiling the LLM's and the speech decoder's programs). Random "
                "weights almost never close an audio span, so the demo forces the release's Boost interleaving "
                "(1 text token, 10 audio tokens, 4 text, 10 audio, ...) with a logits mask (same compute). For real "
                "speech use " + REAL_PARTS + ".")

@@ -236,24 +236,15 @@ class VoiceChat:
             yield Note(note)
         compile_start = time.perf_counter()
         executable = self._executable(request)
-        timings = {"prompt_tokens": len(prompt), "tokenize_s": tokenize_s,
-                   "compile_s": time.perf_counter() - compile_start}
+        record = _TurnRecord(self.speech_decoder.sample_rate, prompt, notes, tokenize_s,
+                             compile_s=time.perf_counter() - compile_start)
         outbox, stop = queue.Queue(), threading.Event()
-        worker = None
-        if speak:
-            policy = make_policy(self.speech_options["name"], self.speech_decoder, self.speech_options["key"],
-                                 self.speech_options["n_timesteps"], self.speech_options["context_tokens"])
-            worker = SpeechWorker(policy, emit=lambda *chunk: outbox.put(("audio", chunk)),
-                                  done=lambda: outbox.put(("speech_done",)),
-                                  fail=lambda error: outbox.put(("error", error)), clock=clock,
-                                  queue_size=self.queue_size)
-        generation_start = clock()
+        worker = self._speech_worker(outbox, clock) if speak else None
         pump = threading.Thread(target=self._pump, args=(prompt, executable, outbox, stop, worker, clock),
                                 name="vita-jax-llm-events", daemon=True)
-        text, token_ids, codes, wavs, chunks, llm_times = "", [], [], [], [], []
-        stop_reason, first_text, first_audio, first_token = None, None, None, None
         pending = {"llm_done", "speech_done"} if speak else {"llm_done"}
         try:
+            record.generation_start = clock()
             if worker is not None:
                 worker.start()
             pump.start()
@@ -264,35 +255,12 @@ class VoiceChat:
                 if kind in pending:
                     pending.discard(kind)
                 elif kind == "llm":
-                    event, at = payload
-                    llm_times.append(at)
-                    first_token = at if first_token is None else first_token
-                    if isinstance(event, TextEvent):
-                        first_text = at if first_text is None else first_text
-                        text += event.text or ""
-                        if event.text:
-                            yield TextDelta(event.text, event.token_ids, at)
-                    elif isinstance(event, AudioChunkEvent):
-                        codes += event.codes
-                    elif isinstance(event, EndEvent):
-                        stop_reason, token_ids = event.reason, list(event.token_ids)
+                    delta = record.llm_event(*payload)
+                    if delta is not None:
+                        yield delta
                 elif kind == "audio":
-                    wav, decoded, decode_start, ready = payload[0]
-                    first_audio = ready if first_audio is None else first_audio
-                    offset = sum(len(w) for w in wavs)
-                    chunk = AudioChunk(wav, self.speech_decoder.sample_rate, len(wavs), decoded,
-                                       offset / self.speech_decoder.sample_rate, decode_start, ready)
-                    wavs.append(wav)
-                    chunks.append((chunk.index, len(wav), decode_start, ready))
-                    yield chunk
-            total = clock()
-            audio_s = sum(len(w) for w in wavs) / self.speech_decoder.sample_rate
-            timings.update(prefill_s=None if first_token is None else first_token - generation_start,
-                           first_text_s=first_text, first_audio_s=first_audio, total_s=total, audio_s=audio_s,
-                           rtf=total / audio_s if audio_s else None, generated_tokens=len(token_ids))
-            turn = TurnEnd(text, list(prompt), token_ids, codes,
-                           np.concatenate(wavs) if wavs else np.zeros(0, np.float32), self.speech_decoder.sample_rate,
-                           stop_reason, timings, chunks, llm_times, notes)
+                    yield record.audio(*payload)
+            turn = record.turn(clock())
             if on_end is not None:
                 on_end(turn)
             yield turn
@@ -304,6 +272,14 @@ class VoiceChat:
                 pump.join()
             if worker is not None and worker.thread.ident is not None:
                 worker.join()
+
+    def _speech_worker(self, outbox, clock):
+        options = self.speech_options
+        policy = make_policy(options["name"], self.speech_decoder, options["key"], options["n_timesteps"],
+                             options["context_tokens"])
+        return SpeechWorker(policy, emit=lambda *chunk: outbox.put(("audio", *chunk)),
+                            done=lambda: outbox.put(("speech_done",)), fail=lambda error: outbox.put(("error", error)),
+                            clock=clock, queue_size=self.queue_size)
 
     def _pump(self, prompt, executable, outbox, stop, worker, clock):
         """Thread: the LLM's events into `outbox` (stamped), their audio codes to the speech worker."""
@@ -330,6 +306,51 @@ class VoiceChat:
             outbox.put(("error", error))
         finally:
             outbox.put(("llm_done",))
+
+
+class _TurnRecord:
+    """What a turn's events add up to: text, ids, codes, audio chunks and their times -> TurnEnd."""
+
+    def __init__(self, sample_rate, prompt, notes, tokenize_s, compile_s):
+        self.sample_rate, self.prompt, self.notes = sample_rate, list(prompt), notes
+        self.timings = {"prompt_tokens": len(prompt), "tokenize_s": tokenize_s, "compile_s": compile_s}
+        self.text, self.token_ids, self.codes, self.wavs, self.chunks, self.llm_times = "", [], [], [], [], []
+        self.stop_reason = self.first_token = self.first_text = self.first_audio = None
+        self.generation_start = None
+
+    def llm_event(self, event, at):
+        """Record one LLM event; returns the TextDelta to yield, if any."""
+        self.llm_times.append(at)
+        self.first_token = at if self.first_token is None else self.first_token
+        if isinstance(event, TextEvent):
+            self.first_text = at if self.first_text is None else self.first_text
+            self.text += event.text or ""
+            return TextDelta(event.text, event.token_ids, at) if event.text else None
+        if isinstance(event, AudioChunkEvent):
+            self.codes += event.codes
+        elif isinstance(event, EndEvent):
+            self.stop_reason, self.token_ids = event.reason, list(event.token_ids)
+        return None
+
+    def audio(self, wav, decoded, decode_start, ready):
+        """Record one decoded piece of audio; returns its AudioChunk."""
+        self.first_audio = ready if self.first_audio is None else self.first_audio
+        offset = sum(len(w) for w in self.wavs)
+        chunk = AudioChunk(wav, self.sample_rate, len(self.wavs), decoded, offset / self.sample_rate, decode_start,
+                           ready)
+        self.wavs.append(wav)
+        self.chunks.append((chunk.index, len(wav), decode_start, ready))
+        return chunk
+
+    def turn(self, total):
+        audio_s = sum(len(w) for w in self.wavs) / self.sample_rate
+        self.timings.update(
+            prefill_s=None if self.first_token is None else self.first_token - self.generation_start,
+            first_text_s=self.first_text, first_audio_s=self.first_audio, total_s=total, audio_s=audio_s,
+            rtf=total / audio_s if audio_s else None, generated_tokens=len(self.token_ids))
+        wav = np.concatenate(self.wavs) if self.wavs else np.zeros(0, np.float32)
+        return TurnEnd(self.text, self.prompt, self.token_ids, self.codes, wav, self.sample_rate, self.stop_reason,
+                       self.timings, self.chunks, self.llm_times, self.notes)
 
 
 def _last(events):
