@@ -2,8 +2,9 @@
 are cut at every end-of-audio id; closing the stream stops the loop."""
 
 import numpy as np
+import pytest
 
-from tests.helpers.decode import MAX_NEW, PROMPTS, decode_model
+from tests.helpers.decode import MAX_NEW, MODES, PROMPTS, decode_model, reference_decode
 from vita_jax.decode import AudioChunkEvent, EndEvent, TextEvent, decode
 
 # Stand-ins in the 32-token test vocabulary: ids 16..31 are "audio codes", 15 ends an audio span.
@@ -19,27 +20,63 @@ class CharTokenizer:
         return text + "\ufffd" if ids and ids[-1] == 0 else text
 
 
+def split_tokens(tokens, audio_offset=16, end_of_audio_id=15, **_):
+    """(non-audio ids, audio chunks): the codes of each <|end_of_audio|>, then those left over."""
+    text, chunks, codes = [], [], []
+    for t in tokens:
+        if t >= audio_offset:
+            codes.append(t - audio_offset)
+        else:
+            text.append(t)
+            if t == end_of_audio_id:
+                chunks.append((tuple(codes), True))
+                codes = []
+    return text, chunks + ([(tuple(codes), False)] if codes else [])
+
+
+def assert_stream_is(events, row, tokens, tokenizer=None, audio=AUDIO):
+    """Row `row`'s events carry `tokens` exactly: text ids and audio codes, nothing lost."""
+    mine = [e for e in events if e.row == row]
+    text_ids, chunks = split_tokens(tokens, **audio)
+    text = [e for e in mine if isinstance(e, TextEvent)]
+    assert [t for e in text for t in e.token_ids] == text_ids
+    if tokenizer is not None:
+        assert "".join(e.text for e in text) == tokenizer.decode(text_ids).rstrip("\ufffd")
+    audio = [e for e in mine if isinstance(e, AudioChunkEvent)]
+    assert [(e.codes, e.closed) for e in audio] == chunks and [e.index for e in audio] == list(range(len(chunks)))
+    assert mine[-1] == EndEvent(row, "max_new_tokens", len(tokens))
+
+
 def test_events_add_up_to_generate():
     model = decode_model()
     options = dict(mode="turbo", max_new_tokens=MAX_NEW, eos_token_ids=())
     expected = decode(model, PROMPTS, **options)
     events = list(model.stream(PROMPTS, tokenizer=CharTokenizer(), **AUDIO, **options))
     for row in range(len(PROMPTS)):
-        mine = [e for e in events if e.row == row]
-        tokens = expected.sequences[row, :expected.num_tokens[row]].tolist()
-        text = [e for e in mine if isinstance(e, TextEvent)]
-        assert [t for e in text for t in e.token_ids] == [t for t in tokens if t < 16]
-        assert "".join(e.text for e in text) == CharTokenizer().decode([t for t in tokens if t < 16]).rstrip("\ufffd")
-        chunks = [e for e in mine if isinstance(e, AudioChunkEvent)]
-        spans, codes = [], []
-        for t in tokens:
-            if t >= 16:
-                codes.append(t - 16)
-            elif t == 15:
-                spans.append(tuple(codes))
-                codes = []
-        assert [e.codes for e in chunks] == spans and [e.index for e in chunks] == list(range(len(spans)))
-        assert mine[-1] == EndEvent(row, "max_new_tokens", MAX_NEW)
+        assert_stream_is(events, row, expected.sequences[row, :expected.num_tokens[row]].tolist(), CharTokenizer())
+
+
+@pytest.mark.parametrize("mode", MODES + ["lossless"], ids=str)
+def test_codes_after_the_last_end_of_audio_are_streamed(mode):
+    """Issue 9 item 2: the codes generated after the last <|end_of_audio|> used to be dropped. For
+    every mode the streamed text ids + audio codes are generate's output token for token, and the
+    cache-free reference's. The audio stand-ins are chosen so that a row ends inside an audio span:
+    ids >= the largest last token of a row play audio codes, the most frequent other id ends a span."""
+    model = decode_model()
+    options = dict(mode=mode, max_new_tokens=MAX_NEW, eos_token_ids=())
+    expected = decode(model, PROMPTS, **options)
+    rows = [expected.sequences[row, :expected.num_tokens[row]].tolist() for row in range(len(PROMPTS))]
+    offset = max(tokens[-1] for tokens in rows)
+    below = [t for tokens in rows for t in tokens if t < offset]
+    assert below, "every generated id would be an audio code: no text left to test"
+    audio = dict(audio_offset=offset, num_audio_codes=32 - offset, end_of_audio_id=max(set(below), key=below.count))
+    events = list(model.stream(PROMPTS, **audio, **options))
+    for row, prompt in enumerate(PROMPTS):
+        reference = reference_decode(model, prompt, "vanilla" if mode == "lossless" else mode, MAX_NEW)
+        assert rows[row] == reference
+        assert_stream_is(events, row, reference, audio=audio)
+        if rows[row][-1] >= offset:
+            assert [e for e in events if e.row == row and isinstance(e, AudioChunkEvent)][-1].closed is False
 
 
 def test_eos_ends_a_row_and_closing_stops_the_stream():

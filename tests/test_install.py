@@ -22,7 +22,7 @@ from tests.torch_refs.whisper_vq_ref import random_ref, tiny_hf_config, write_to
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONSOLE_SCRIPTS = ("vita-jax-infer", "vita-jax-train", "vita-jax-convert", "vita-jax-speech-encode",
-                   "vita-jax-speech-decode")
+                   "vita-jax-speech-decode", "vita-jax-serve")
 
 USE_FROM_ELSEWHERE = textwrap.dedent("""
     import sys
@@ -62,7 +62,7 @@ def installed(tmp_path_factory):
     source = root / "source"  # a copy, so that the build leaves nothing in the repository
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "runs"))
     done = subprocess.run([python, "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation",
-                           f"{source}[audio,train]"], cwd=str(root), capture_output=True, text=True)
+                           f"{source}[audio,train,serve]"], cwd=str(root), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return python, str(venv / "bin"), site
 

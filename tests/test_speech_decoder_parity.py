@@ -11,6 +11,7 @@ from vita_jax.audio.flow_encoder import FlowEncoder
 from vita_jax.audio.flow_estimator import FlowEstimator
 from vita_jax.audio.flow_matching import LengthRegulator, euler_schedule, mel_length
 from vita_jax.audio.hift import HiFTGenerator, istft, stft
+from vita_jax.audio.speech_decoder import SpeechDecoder
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 TOL = 1e-5
@@ -101,6 +102,21 @@ def test_full_cfm_solve_with_injected_noise_matches_reference(models):
     assert got.shape == (dec.n_mels, 89)
     assert rel_l2(ref, got) < 1e-5
     assert rel_l2(ref, dec.token2mel(codes[None], noise=z.numpy())) < 1e-5  # batch axis of 1
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_flow_matching_steps_are_honoured(models, steps):
+    """The CFM step count of the decoder (its default, or per call) is the reference's n_timesteps."""
+    dec, flow, _ = models
+    codes = np.random.default_rng(1).integers(0, 16384, size=9)
+    z = torch.randn(1, dec.n_mels, dec.mel_frames(9))
+    with torch.no_grad():
+        ref = flow.inference(torch.tensor(codes)[None], torch.zeros(1, 0, dtype=torch.long),
+                             torch.zeros(1, 0, dec.n_mels), z, n_timesteps=steps).numpy()[0]
+    assert rel_l2(ref, dec.token2mel(codes, noise=z.numpy()[0], n_timesteps=steps)) < 1e-5
+    fewer = SpeechDecoder(dec.cfg, dec.params, n_timesteps=steps)
+    assert rel_l2(ref, fewer.token2mel(codes, noise=z.numpy()[0])) < 1e-5
+    assert rel_l2(ref, dec.token2mel(codes, noise=z.numpy()[0])) > 1e-3  # the default (10) differs
 
 
 def test_flow_with_prompt_matches_reference(models):

@@ -9,17 +9,10 @@ import torch
 
 from tests.torch_refs.flow_ref import FlowRef
 from tests.torch_refs.hift_ref import HiFTRef
-from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig, config_yaml_text
+from vita_jax.audio.decoder_config import config_yaml_text
+from vita_jax.pipeline.random_parts import tiny_decoder_config
 
-TINY_CONFIG = DecoderConfig(
-    flow=FlowConfig(
-        input_size=32, output_size=16, spk_embed_dim=8, encoder_size=32, encoder_heads=2, encoder_ffn=48,
-        encoder_layers=2, regulator_channels=16, regulator_blocks=2, estimator_in_channels=64,
-        estimator_channels=(32, 32), estimator_head_dim=8, estimator_heads=2, estimator_transformer_blocks=1,
-        estimator_mid_blocks=2,
-    ),
-    hift=HiftConfig(in_channels=16, base_channels=32, f0_cond_channels=16),
-)
+TINY_CONFIG = tiny_decoder_config()
 
 
 def build_reference_modules(cfg=TINY_CONFIG, seed=0):

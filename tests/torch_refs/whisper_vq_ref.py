@@ -12,33 +12,12 @@ from torch import nn
 from transformers import WhisperConfig, WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoderLayer
 
+from vita_jax.pipeline.random_parts import speech_tokenizer_config
+
 
 def tiny_hf_config(d_model=64, heads=4, ffn=128, layers=3, quantize_position=2, codes=256, block=200, mels=128):
     """A config.json dict with the real structure and reduced sizes."""
-    return {
-        "architectures": ["WhisperVQEncoder"],
-        "model_type": "whisper",
-        "num_mel_bins": mels,
-        "d_model": d_model,
-        "encoder_attention_heads": heads,
-        "encoder_ffn_dim": ffn,
-        "encoder_layers": layers,
-        "max_source_positions": 1500,
-        "activation_function": "gelu",
-        "scale_embedding": False,
-        "encoder_causal_convolution": True,
-        "encoder_causal_attention": False,
-        "quantize_causal_encoder": False,
-        "quantize_causal_block_size": block,
-        "pooling_kernel_size": 4,
-        "pooling_type": "avg",
-        "pooling_position": quantize_position,
-        "quantize_position": quantize_position,
-        "quantize_vocab_size": codes,
-        "quantize_encoder_only": True,
-        "quantize_ema_decay": 0.99,
-        "torch_dtype": "float32",
-    }
+    return speech_tokenizer_config(d_model, heads, ffn, layers, quantize_position, codes, block, mels)
 
 
 class CausalConv1d(nn.Conv1d):

@@ -61,7 +61,7 @@ def euler_schedule(n_timesteps):
     return np.array(steps, dtype=np.float32)
 
 
-def solve_cfm(estimate, noise, mu, mask, spks, cond, n_timesteps=10, cfg_rate=0.7):
+def solve_cfm(estimate, noise, mu, mask, spks, cond, n_timesteps, cfg_rate):
     """Integrate dx/dt = (1+r) v(x | mu, spks, cond) - r v(x | 0, 0, 0) from `noise` at t=0 to t=1.
 
     `estimate(x, mask, mu, t, spks, cond)` is the estimator on a batch; the conditional and

@@ -76,13 +76,15 @@ def estimator_fn(params, cfg: FlowConfig, padded=True):
 
 
 def flow_inference(params, cfg: FlowConfig, tokens, n_tokens, n_frames, noise, cond, embedding=None,
-                   n_timesteps=10, padded=True):
+                   n_timesteps=None, padded=True):
     """Mel [1, T_buf, n_mels] for `tokens` [1, L_buf]: valid frames [0, n_frames), zero beyond.
 
     `noise` [1, T_buf, n_mels] is the CFM's initial state; `cond` [1, T_buf, n_mels] holds the
     prompt mel in its first frames and zeros elsewhere (all zeros without a prompt).
     `padded=False` states that the buffers hold no padding (faster attention).
+    `n_timesteps`: Euler steps of the CFM (default: the config's `n_timesteps`, 10 in the release).
     """
+    n_timesteps = cfg.n_timesteps if n_timesteps is None else n_timesteps
     out_size = noise.shape[1]
     if embedding is None:
         embedding = jnp.zeros((tokens.shape[0], cfg.spk_embed_dim), jnp.float32)

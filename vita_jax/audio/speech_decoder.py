@@ -8,6 +8,9 @@ hift.pt) or this project's converted checkpoint and returns a `SpeechDecoder`:
     dec.token2wav(codes, key=None)              -> wav (offline)
     dec.stream(code_chunks, key=None)           -> iterator of wav chunks (spec section 6)
 
+The flow's number of CFM Euler steps is `n_timesteps` (default: config.yaml's, 10 in the
+release; the release streams with 1): `load_decoder(dir, n_timesteps=1)`, or per call.
+
 Randomness (the CFM's initial noise, the NSF source's phases and noise) comes from an
 explicit PRNG key; `key=None` means `jax.random.key(42)`, the original's fixed seed.
 The flow runs in token buffers rounded up to `token_bucket` tokens, and the flow and HiFT in
@@ -36,16 +39,17 @@ class DecoderInputError(ValueError):
     """Bad codes, noise, mel or source given to the decoder; the message names the value."""
 
 
-def load_decoder(decoder_dir):
-    """SpeechDecoder from an original decoder directory or a converted checkpoint directory."""
+def load_decoder(decoder_dir, n_timesteps=None):
+    """SpeechDecoder from an original decoder directory or a converted checkpoint directory;
+    `n_timesteps`: the flow's CFM steps (default: the config's)."""
     cfg, params, _ = read_decoder(decoder_dir)
-    return SpeechDecoder(cfg, params)
+    return SpeechDecoder(cfg, params, n_timesteps=n_timesteps)
 
 
 # Compiled programs are shared by every decoder of the same config (a hashable dataclass).
-@functools.partial(jax.jit, static_argnums=1)
-def _flow_program(params, cfg, *args):
-    return flow_inference(params, cfg, *args)
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _flow_program(params, cfg, n_timesteps, *args):
+    return flow_inference(params, cfg, *args, n_timesteps=n_timesteps)
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -68,6 +72,13 @@ def _as_batch1(x, name, ndim):
     raise DecoderInputError(f"{name}: expected {ndim} dims (or a leading batch of 1), got shape {x.shape}")
 
 
+def check_steps(n_timesteps):
+    """A number of CFM Euler steps: an integer >= 1."""
+    if isinstance(n_timesteps, bool) or not isinstance(n_timesteps, (int, np.integer)) or n_timesteps < 1:
+        raise DecoderInputError(f"n_timesteps (flow-matching steps) must be an integer >= 1, got {n_timesteps!r}")
+    return int(n_timesteps)
+
+
 def bucket_frames(n):
     """Buffer length for `n` frames: a multiple of 2**(bits(n) - 5) (>= 2), at most ~6% padding
     and 16 buffer sizes per octave of lengths."""
@@ -75,8 +86,9 @@ def bucket_frames(n):
 
 
 class SpeechDecoder:
-    def __init__(self, cfg: DecoderConfig, params, token_bucket=10):
+    def __init__(self, cfg: DecoderConfig, params, token_bucket=10, n_timesteps=None):
         self.cfg = cfg
+        self.n_timesteps = cfg.flow.n_timesteps if n_timesteps is None else check_steps(n_timesteps)
         self.params = jax.tree.map(jnp.asarray, params)
         self.token_bucket = token_bucket
         self.n_mels = cfg.flow.output_size
@@ -116,9 +128,14 @@ class SpeechDecoder:
         """The CFM's initial noise [1, n_mels, T] (channel-major, like the original's randn_like(mu))."""
         return np.asarray(jax.random.normal(self.resolve_key(key), (1, self.n_mels, n_frames), jnp.float32))
 
-    def flow(self, tokens, prompt_feat, noise):
+    def steps(self, n_timesteps):
+        """`n_timesteps`, or the decoder's default when None."""
+        return self.n_timesteps if n_timesteps is None else check_steps(n_timesteps)
+
+    def flow(self, tokens, prompt_feat, noise, n_timesteps=None):
         """Mel [n_frames, n_mels] of the whole sequence `tokens` (prompt included) with the first
-        frames conditioned on `prompt_feat` [F, n_mels]; `noise` [1, n_mels, T] covers all frames."""
+        frames conditioned on `prompt_feat` [F, n_mels]; `noise` [1, n_mels, T] covers all frames;
+        `n_timesteps` CFM steps (default: the decoder's)."""
         n_tok, n_frames = len(tokens), noise.shape[-1]
         l_buf, t_buf = round_up(n_tok, self.token_bucket), bucket_frames(n_frames)
         tok = np.zeros((1, l_buf), np.int32)
@@ -127,10 +144,11 @@ class SpeechDecoder:
         noise_buf[0, :n_frames] = noise[0].T
         cond = np.zeros((1, t_buf, self.n_mels), np.float32)
         cond[0, : len(prompt_feat)] = prompt_feat
-        mel = _flow_program(self.params["flow"], self.cfg.flow, tok, n_tok, n_frames, noise_buf, cond)
+        mel = _flow_program(self.params["flow"], self.cfg.flow, self.steps(n_timesteps), tok, n_tok, n_frames,
+                            noise_buf, cond)
         return np.array(mel[0, :n_frames])
 
-    def token2mel(self, codes, noise=None, key=None):
+    def token2mel(self, codes, noise=None, key=None, n_timesteps=None):
         """Mel [n_mels, T] for the audio `codes`; `noise` [n_mels, T] optionally gives the CFM's start."""
         codes = self.check_codes(codes)
         n_frames = self.mel_frames(len(codes))
@@ -140,7 +158,7 @@ class SpeechDecoder:
         if noise.shape[1:] != (self.n_mels, n_frames):
             raise DecoderInputError(
                 f"noise: expected shape ({self.n_mels}, {n_frames}) for {len(codes)} codes, got {noise.shape[1:]}")
-        return self.flow(codes, np.zeros((0, self.n_mels), np.float32), noise).T
+        return self.flow(codes, np.zeros((0, self.n_mels), np.float32), noise, n_timesteps).T
 
     # ---- vocoder ------------------------------------------------------------------------
     def source_noise(self, key, n_frames):
@@ -187,16 +205,17 @@ class SpeechDecoder:
         return np.asarray(wav[0, : n * self.hop])
 
     # ---- end to end ---------------------------------------------------------------------
-    def token2wav(self, codes, key=None):
+    def token2wav(self, codes, key=None, n_timesteps=None):
         """Offline: 22.05 kHz float32 waveform [hop * T] for the audio `codes`.
 
         The flow's noise comes from `key`, the source's from `fold_in(key, 1)`."""
         key = self.resolve_key(key)
-        mel = self.token2mel(codes, key=key)
+        mel = self.token2mel(codes, key=key, n_timesteps=n_timesteps)
         return self.mel2wav(mel, key=jax.random.fold_in(key, 1))
 
-    def stream(self, code_chunks, key=None, context_tokens=DEFAULT_CONTEXT_TOKENS):
+    def stream(self, code_chunks, key=None, context_tokens=DEFAULT_CONTEXT_TOKENS, n_timesteps=None):
         """Yield wav chunks for an iterable of code chunks (e.g. 10 codes each), with the original's
         streaming bookkeeping (spec section 6). `context_tokens`: codes of history each chunk is
         conditioned on (default 10, constant cost per chunk); None = all, as the original."""
-        yield from StreamingDecoder(self, key=key, context_tokens=context_tokens).run(code_chunks)
+        streamer = StreamingDecoder(self, key=key, context_tokens=context_tokens, n_timesteps=n_timesteps)
+        yield from streamer.run(code_chunks)

@@ -28,8 +28,9 @@ SOURCE_CACHE = 256  # samples
 class StreamingDecoder:
     """Decode a stream chunk by chunk: `push(codes, finalize)` -> (wav chunk, returned mel [F, n_mels])."""
 
-    def __init__(self, decoder, key=None, context_tokens=DEFAULT_CONTEXT_TOKENS):
+    def __init__(self, decoder, key=None, context_tokens=DEFAULT_CONTEXT_TOKENS, n_timesteps=None):
         self.dec = decoder
+        self.n_timesteps = decoder.steps(n_timesteps)
         self.key = decoder.resolve_key(key)
         if context_tokens is not None and context_tokens < 0:
             raise ValueError(f"context_tokens must be None or >= 0, got {context_tokens}")
@@ -62,6 +63,24 @@ class StreamingDecoder:
         feat = self.prompt_feat[len(self.prompt_feat) - n_feat:] if n_feat > 0 else self.prompt_feat[:0]
         return tokens, feat, new_frames
 
+    def can_push(self, n_codes):
+        """Whether `n_codes` new codes make a non-final chunk: more mel frames than the overlap it
+        holds back (otherwise gather more codes first)."""
+        if n_codes == 0:
+            return False
+        frames = self._conditioning(n_codes)[2] + (0 if self.cache_mel is None else len(self.cache_mel))
+        return frames > self.mel_overlap
+
+    def finish(self):
+        """End a stream whose last chunk was pushed as non-final: the held-back frames (mel cache +
+        overlap) are vocoded as they are, with no next chunk to cross-fade into. Returns the wav."""
+        if self.finished or self.overlap is None:
+            raise RuntimeError("finish() ends a stream after a non-final chunk")
+        mel = np.concatenate([self.cache_mel, self.overlap])
+        wav, _ = self.dec.vocode(mel, self.source_key(self.chunk_index), self.cache_source)
+        self.finished = True
+        return wav
+
     def push(self, codes, finalize=False):
         """Decode one chunk; returns (wav [samples], mel [frames, n_mels]) as the original returns them."""
         if self.finished:
@@ -73,7 +92,7 @@ class StreamingDecoder:
         if new_frames <= 0:
             raise ValueError(f"code chunk {self.chunk_index}: {len(codes)} codes add no mel frames to the stream")
         noise = self.dec.draw_noise(self.flow_noise_key(), n_frames)
-        mel = self.dec.flow(tokens, prompt_feat, noise)[len(prompt_feat):]
+        mel = self.dec.flow(tokens, prompt_feat, noise, self.n_timesteps)[len(prompt_feat):]
         if self.overlap is not None:
             n = min(self.mel_overlap, len(mel))
             faded = mel[:n] * self.window[:n, None] + self.overlap[:n] * self.window[self.mel_overlap:][:n, None]

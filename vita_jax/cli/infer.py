@@ -1,8 +1,11 @@
-"""Inference: stream interleaved text + audio tokens from a checkpoint in any decoding mode.
+"""Inference: speech in, speech out (spoken chat, ASR, TTS), or interleaved tokens from an LLM alone.
 
-    python infer.py --demo                                          # built-in tiny random model
-    python infer.py --checkpoint DIR --mode turbo --prompt "Hello"  # ChatML applied, streamed text
-    python infer.py --checkpoint DIR --input-ids 1,2,3 --json       # raw ids, machine-readable
+    python infer.py --demo [--audio question.wav]                   # tiny random parts, no download
+    python infer.py --checkpoint LLM --speech-tokenizer TOK --speech-decoder DEC --audio q.wav --out a.wav
+    python infer.py ... --task asr --audio q.wav | --task tts --text "Hi" [--voice ref.wav]
+    python infer.py ... --interactive                               # multi-turn, stdin: text or wav paths
+    python infer.py --checkpoint DIR --mode turbo --prompt "Hello"  # token mode: ChatML, streamed text
+    python infer.py --checkpoint DIR --input-ids 1,2,3 --json       # token mode: raw ids
 
 Modes: vanilla, balance, boost, turbo, lossless, or a list such as 1,10 or 1,4,3,8,4,10.
 Prints the streamed text, the number of audio codes in every chunk (one per <|end_of_audio|>),
@@ -10,15 +13,11 @@ and timings (compile, first token, first audio chunk, tokens/s).
 """
 
 import json
-import os
-import tempfile
 import time
 
-import numpy as np
-
 import vita_jax
-from vita_jax.configs.model import get_config
 from vita_jax import vocabulary
+from vita_jax.cli import voice
 from vita_jax.decode import AudioChunkEvent, EndEvent, TextEvent
 from vita_jax.cli.errors import CommandParser, UsageError, command, positive_int
 from vita_jax.cli.progress import progress_line
@@ -103,30 +102,11 @@ def print_timings(report):
           f"{report['tokens_per_s']:.1f} tokens/s")
 
 
-def demo():
-    """A random tiny qwen2_mtp model (K=10) -> Hugging Face layout -> import -> streamed Turbo and
-    Vanilla decoding. Its 256-id vocabulary stands in for the real one: ids >= 128 play audio
-    codes and 127 plays <|end_of_audio|>, so the stream shows audio chunks."""
-    config = get_config("tiny").replace(num_mctp_modules=10)
-    with tempfile.TemporaryDirectory() as tmp:
-        hf_dir = os.path.join(tmp, "tiny-qwen2-mtp")
-        vita_jax.VitaAudioModel.random(config, seed=0).save_pretrained(hf_dir, dtype="float32")
-        model = vita_jax.load_pretrained(hf_dir, progress=False)
-    print(f"random tiny qwen2_mtp checkpoint: {config.num_layers} layers, K={config.num_mctp_modules}, "
-          f"vocab {config.vocab_size} (ids >= 128 stand for audio codes, 127 for <|end_of_audio|>)")
-    prompt = np.random.default_rng(0).integers(0, 127, (1, 12)).astype(np.int32)
-    stand_ins = {"audio_offset": 128, "num_audio_codes": 128, "end_of_audio_id": 127}
-    for mode in ("turbo", "vanilla"):
-        options = {"mode": mode, "max_new_tokens": 64, "eos_token_ids": ()}
-        print(f"--- {mode} ---")
-        print_timings(run(model, prompt, options, stream_options=stand_ins))
-
-
-@command
-def main(argv):
+def build_parser():
     parser = CommandParser(description=__doc__)
-    parser.add_argument("--demo", action="store_true", help="run on a built-in tiny random checkpoint")
-    parser.add_argument("--checkpoint", help="Hugging Face or vita_jax checkpoint directory")
+    parser.add_argument("--demo", action="store_true",
+                        help="the speech path on tiny random checkpoints of all three parts, made on the fly")
+    parser.add_argument("--checkpoint", help="LLM: Hugging Face or vita_jax checkpoint directory (with its tokenizer)")
     parser.add_argument("--prompt", help="user message (the chat template is applied)")
     parser.add_argument("--system", help="optional system message")
     parser.add_argument("--input-ids", help="comma-separated token ids, e.g. 1,2,3 (no template)")
@@ -139,16 +119,39 @@ def main(argv):
     parser.add_argument("--repetition-penalty", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the stream")
+    voice.add_arguments(parser)
+    return parser
+
+
+def decoding_options(args):
+    """The options of `generate` the flags give."""
+    options = {"mode": parse_mode(args.mode), "max_new_tokens": args.max_new_tokens}
+    if args.sample:
+        options.update(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    if args.repetition_penalty != 1.0:
+        options["repetition_penalty"] = args.repetition_penalty
+    return options
+
+
+@command
+def main(argv):
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.demo:
-        return demo()
+    if voice.wants_speech(args):
+        voice.check_arguments(parser, args)
+        return voice.main(args, decoding_options(args))
     if not args.checkpoint or (args.prompt is None) == (args.input_ids is None):
-        parser.error("give --demo, or --checkpoint DIR with exactly one of --prompt TEXT / --input-ids 1,2,3")
+        parser.error("give --demo, speech flags (--audio, --text, --task ...), or --checkpoint DIR with exactly "
+                     "one of --prompt TEXT / --input-ids 1,2,3")
     for flag, text in (("--prompt", args.prompt), ("--system", args.system)):
         if text is not None:
             check_text(flag, text)
     input_ids = parse_input_ids(args.input_ids) if args.input_ids is not None else None
-    mode = parse_mode(args.mode)
+    return token_mode(args, input_ids, decoding_options(args))
+
+
+def token_mode(args, input_ids, options):
+    """Stream the LLM's tokens for --prompt (chat template applied) or raw --input-ids."""
     model = vita_jax.load_pretrained(args.checkpoint, progress=not args.json)
     tokenizer = None
     if args.prompt is not None or model.config.vocab_size == vocabulary.PADDED_VOCAB_SIZE:
@@ -164,11 +167,6 @@ def main(argv):
                                  ) from error
     if args.prompt is not None:
         input_ids = [tokenizer.encode(chat_prompt(args.prompt, args.system), add_special_tokens=False)]
-    options = {"mode": mode, "max_new_tokens": args.max_new_tokens}
-    if args.sample:
-        options.update(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    if args.repetition_penalty != 1.0:
-        options["repetition_penalty"] = args.repetition_penalty
     report = run(model, input_ids, options, tokenizer=tokenizer, echo=not args.json)
     if args.json:
         print(json.dumps(report))

@@ -37,6 +37,7 @@ class ProgramSpec:
     num_draft: int
     slots: int
     sampling: typing.Any  # SamplingStatic
+    forced: typing.Any = None  # ForcedInterleave (a logits mask forcing the interleaving) or None
 
 
 @dataclasses.dataclass
@@ -88,10 +89,11 @@ def prompt_rows(input_ids):
 
 def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DEFAULT_EOS, pad_token_id=None,
             max_cache_length=None, num_draft=None, do_sample=False, temperature=1.0, top_k=0, top_p=1.0,
-            repetition_penalty=1.0, seed=0, prompt_inputs=None):
+            repetition_penalty=1.0, seed=0, prompt_inputs=None, forced_interleave=None):
     """Validate everything and build the Request (raises ValueError naming the bad value).
     `prompt_inputs`: keyword arrays of the module's `prompt_embeddings(prompt, ...)`, which then
-    gives the prompt's backbone input embeddings at prefill (the Plus model's audio)."""
+    gives the prompt's backbone input embeddings at prefill (the Plus model's audio).
+    `forced_interleave`: a decode.forced_pattern.ForcedInterleave (benchmarks on random weights)."""
     config = model.config
     rows = prompt_rows(input_ids)
     for i, row in enumerate(rows):
@@ -111,6 +113,8 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
                              f"(the model has {num_modules} MCTP modules)")
         if do_sample or repetition_penalty != 1.0:
             raise ValueError("lossless mode verifies greedy tokens: use do_sample=False and repetition_penalty=1.0")
+        if forced_interleave is not None:
+            raise ValueError("forced_interleave applies to the scheduled modes, not to lossless")
         max_chunk, used = 2 * num_draft, num_draft
     else:
         if num_draft is not None:
@@ -130,7 +134,7 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
     for i, row in enumerate(rows):
         prompt[i, :len(row)] = row
     slots = prompt_slots + bucket(max_new_tokens) + max_chunk + used + 2
-    spec = ProgramSpec(plan, num_draft, slots, sampling.static)
+    spec = ProgramSpec(plan, num_draft, slots, sampling.static, forced_interleave)
     return Request(spec, prompt, np.array([len(r) for r in rows], np.int32), int(max_new_tokens), eos_ids,
                    int(pad_token_id), sampling, prompt_inputs)
 
@@ -141,7 +145,7 @@ def decode_program(params, prompt, prompt_length, max_new_tokens, eos_ids, key, 
     """The whole decoding of one request as one program; compiled once per (module definition, spec)
     and input shapes, shared by every model whose Flax module (a hashable dataclass of frozen
     configs) is equal."""
-    ctx = StepContext(module.apply, params, spec.sampling, sampling, eos_ids, prompt_inputs)
+    ctx = StepContext(module.apply, params, spec.sampling, sampling, eos_ids, prompt_inputs, spec.forced)
     used = spec.plan.num_modules if spec.plan is not None else spec.num_draft
     state = init_state(module.config, prompt, prompt_length, spec.slots, used, spec.sampling.use_penalty, key,
                        max_new_tokens)

@@ -45,6 +45,7 @@ class StepContext(typing.NamedTuple):
     sampling_dynamic: dict
     eos_ids: jax.Array         # [E] int32 (may be empty)
     prompt_inputs: typing.Any = None  # keyword arguments of the module's `prompt_embeddings` (Plus audio)
+    forced: typing.Any = None  # a ForcedInterleave logits mask, or None
 
 
 def init_state(config, prompt, prompt_length, slots, num_modules, use_penalty, key, max_new_tokens):
@@ -126,6 +127,8 @@ def logits_at(ctx, hidden, pending):
 def choose(ctx, state, logits):
     """The next token per row [B] and the state with its key advanced."""
     key, sub = jax.random.split(state.key)
+    if ctx.forced is not None:
+        logits = ctx.forced.apply(logits, state.length - state.prompt_length)
     token = select_tokens(logits, state.seen, sub, ctx.sampling_static, ctx.sampling_dynamic)
     return state.replace(key=key), token
 

@@ -3,8 +3,14 @@ every cycle (a `jax.experimental.io_callback`, skipped under `lax.cond` when nob
 the host turns them into events:
 
   TextEvent(row, token_ids, text)   new non-audio ids (text is None without a tokenizer)
-  AudioChunkEvent(row, codes, index) at every <|end_of_audio|>: the audio codes since the last one
-  EndEvent(row, reason, num_tokens)  the row stopped: "eos" or "max_new_tokens"
+  AudioChunkEvent(row, codes, index, closed) at every <|end_of_audio|>: the audio codes since the
+                                     last one; when the row stops, the codes generated after its
+                                     last <|end_of_audio|> (if any) follow with closed=False
+  EndEvent(row, reason, num_tokens, token_ids)  the row stopped: "eos" or "max_new_tokens"; all its
+                                     generated ids in order
+
+So a row's text events carry every generated id that is not an audio code, its audio chunks every
+audio code, in order: together they are exactly what `generate` returns for the row.
 
 A listener may ask the loop to stop early (the stream was closed): the callback returns a flag
 the loop condition reads.
@@ -36,6 +42,7 @@ class AudioChunkEvent:
     row: int
     codes: tuple     # audio token ids minus the <|audio_0|> offset
     index: int       # 0 for a row's first chunk
+    closed: bool = True  # False: the codes left after the last <|end_of_audio|> when the row stopped
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +50,7 @@ class EndEvent:
     row: int
     reason: str      # "eos" or "max_new_tokens"
     num_tokens: int
+    token_ids: tuple = dataclasses.field(default=(), compare=False)  # every generated id, in order
 
 
 def register(listener):
@@ -107,9 +115,12 @@ class RowEvents:
             yield self._text(run)
         if not active and not self.ended:
             self.ended = True
+            if self.codes:
+                yield AudioChunkEvent(self.row, tuple(self.codes), self.chunks, closed=False)
+                self.codes, self.chunks = [], self.chunks + 1
             last = int(tokens[length - 1]) if self.seen else None
             reason = "eos" if last in self.eos_ids else "max_new_tokens"
-            yield EndEvent(self.row, reason, self.seen)
+            yield EndEvent(self.row, reason, self.seen, tuple(int(t) for t in tokens[self.start:length]))
 
     def _text(self, ids):
         text = None
