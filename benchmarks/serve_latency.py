@@ -17,20 +17,17 @@ Prints the medians (ms) and the target (server adds <= 50 ms).
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from vita_jax.pipeline import AudioChunk  # noqa: E402
-from vita_jax.serve.app import create_app  # noqa: E402
-from vita_jax.serve.background import serving  # noqa: E402
-from vita_jax.serve.cli import build_parser, load_service  # noqa: E402
+from vita_jax.pipeline import AudioChunk
+from vita_jax.serve.app import create_app
+from vita_jax.serve.background import serving
+from vita_jax.serve.cli import build_parser, load_service
 
 TARGET_MS = 50.0
 

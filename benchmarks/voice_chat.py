@@ -27,26 +27,24 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig  # noqa: E402
-from vita_jax.audio.decoder_params import random_decoder_params  # noqa: E402
-from vita_jax.audio.speech_decoder import SpeechDecoder  # noqa: E402
-from vita_jax.audio.speech_tokenizer import SpeechTokenizer  # noqa: E402
-from vita_jax.audio.wav_io import load_audio, write_wav  # noqa: E402
-from vita_jax.configs.model import get_config  # noqa: E402
-from vita_jax.decode.forced_pattern import ForcedInterleave  # noqa: E402
-from vita_jax.model import VitaAudioModel  # noqa: E402
-from vita_jax.pipeline import VoiceChat  # noqa: E402
-from vita_jax.pipeline.prompts import CHAT_SYSTEM  # noqa: E402
-from vita_jax.pipeline.random_parts import random_speech_tokenizer, speech_tokenizer_config  # noqa: E402
-from vita_jax.vocabulary import NUM_AUDIO_CODES  # noqa: E402
+from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig
+from vita_jax.audio.decoder_params import random_decoder_params
+from vita_jax.audio.speech_decoder import SpeechDecoder
+from vita_jax.audio.speech_tokenizer import SpeechTokenizer
+from vita_jax.audio.wav_io import load_audio, write_wav
+from vita_jax.configs.model import get_config
+from vita_jax.decode.forced_pattern import ForcedInterleave
+from vita_jax.model import VitaAudioModel
+from vita_jax.pipeline import VoiceChat
+from vita_jax.pipeline.prompts import CHAT_SYSTEM
+from vita_jax.pipeline.random_parts import random_speech_tokenizer, speech_tokenizer_config
+from vita_jax.vocabulary import NUM_AUDIO_CODES
 
 SENTENCE = ("Hello, could you tell me what the weather will be like tomorrow morning in the city, "
             "and whether I should take an umbrella with me?")
