@@ -15,8 +15,8 @@ import numpy as np
 from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig, config_yaml_text
 from vita_jax.audio.decoder_params import random_decoder_params
 from vita_jax.convert.decoder_checkpoint import CHECKPOINT_KIND as DECODER_KIND
-from vita_jax.convert.tokenizer_checkpoint import (GLOBAL_ENTRIES, LAYER_ENTRIES, TokenizerCheckpoint, expected_shape,
-                                                   export_hf_dir, read_configs, state_dict_to_tree)
+from vita_jax.convert.rules import DictSource, import_tree
+from vita_jax.convert.tokenizer_checkpoint import TokenizerCheckpoint, export_hf_dir, read_configs, tokenizer_rules
 from vita_jax.param_checkpoint import save_params
 
 TINY_AUDIO_CODES = 64
@@ -77,11 +77,9 @@ def random_speech_tokenizer(hf_config, seed=0):
         scale = 1.0 if key.startswith(("codebook", "embed_positions")) else fan_in ** -0.5
         return (rng.standard_normal(shape, np.float32) * scale).astype(np.float32)
 
-    state = {e.key: draw(e.key, expected_shape(e, model_config)) for e in GLOBAL_ENTRIES if not e.optional}
-    for i in range(model_config.num_layers):
-        for e in LAYER_ENTRIES:
-            state[f"layers.{i}.{e.key}"] = draw(e.key, expected_shape(e, model_config))
-    tree = state_dict_to_tree(state, model_config, "random weights")
+    rules = [rule for rule in tokenizer_rules(model_config) if not rule.optional]
+    state = {rule.key: draw(rule.key, rule.shape) for rule in rules}
+    tree = import_tree(rules, DictSource(state, "random weights"), "config.json")
     return TokenizerCheckpoint(tree, model_config, feature_config, hf_config,
                                preprocessor_config(hf_config["num_mel_bins"]))
 
@@ -133,9 +131,7 @@ def tiny_llm_config(vocab_size):
     from vita_jax.configs.model import tiny
     from vita_jax.round_up import round_up
 
-    config = tiny()
-    config.vocab_size, config.num_mctp_modules, config.max_position_embeddings = round_up(vocab_size, 8), 10, 1024
-    return config
+    return tiny().replace(vocab_size=round_up(vocab_size, 8), num_mctp_modules=10, max_position_embeddings=1024)
 
 
 def write_random_parts(root, seed=0):
