@@ -100,4 +100,4 @@ def test_console_script_help(installed, tmp_path, script):
     done = subprocess.run([os.path.join(bin_dir, script), "--help"], cwd=str(tmp_path), capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "usage" in (done.stdout + done.stderr).lower()
+    assert "--" in done.stdout  # the options are listed
