@@ -284,8 +284,9 @@ def test_command_line_writes_the_answer_and_its_chunks(parts, tmp_path, capsys):
             "--mode", "vanilla"]
     out, chunks = tmp_path / "answer.wav", tmp_path / "chunks"
     capsys.readouterr()
-    infer.main(base + ["--max-new-tokens", str(MAX_NEW), "--audio", str(question), "--out", str(out),
-                       "--stream-dir", str(chunks), "--json"])
+    status = infer.main(base + ["--max-new-tokens", str(MAX_NEW), "--audio", str(question), "--out", str(out),
+                                "--stream-dir", str(chunks), "--json"])
+    assert status == 0  # the exit status of `python infer.py`
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     wav, rate = soundfile.read(str(out), dtype="float32")
     assert rate == 22050 and len(wav) == round(report["audio_s"] * rate) == sum(c["samples"] for c in report["chunks"])

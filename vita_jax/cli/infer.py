@@ -139,7 +139,8 @@ def main(argv):
     args = parser.parse_args(argv)
     if voice.wants_speech(args):
         voice.check_arguments(parser, args)
-        return voice.main(args, decoding_options(args))
+        voice.main(args, decoding_options(args))  # returns the turn's end event, not a status
+        return 0
     if not args.checkpoint or (args.prompt is None) == (args.input_ids is None):
         parser.error("give --demo, speech flags (--audio, --text, --task ...), or --checkpoint DIR with exactly "
                      "one of --prompt TEXT / --input-ids 1,2,3")
