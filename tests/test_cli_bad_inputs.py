@@ -38,7 +38,7 @@ def convert(module, *args):
 
 FAULTS = [
     # infer.py
-    Fault("infer: no arguments", ("infer.py",), 2, "give --demo, or --checkpoint"),
+    Fault("infer: no arguments", ("infer.py",), 2, "give --demo, speech flags (--audio, --text, --task ...), or --checkpoint"),
     Fault("infer: checkpoint without prompt", ("infer.py", "--checkpoint", "{w}/mtp_hf"), 2, "exactly one of"),
     Fault("infer: both prompt and ids", ("infer.py", "--checkpoint", "{w}/mtp_hf", "--prompt", "a", "--input-ids", "1"),
           2, "exactly one of"),
