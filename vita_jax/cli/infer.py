@@ -112,15 +112,20 @@ def build_parser():
     parser.add_argument("--input-ids", help="comma-separated token ids, e.g. 1,2,3 (no template)")
     parser.add_argument("--mode", default="turbo", help="vanilla|balance|boost|turbo|lossless or a list like 1,10")
     parser.add_argument("--max-new-tokens", type=positive_int, default=256)
+    add_sampling_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the stream")
+    voice.add_arguments(parser)
+    return parser
+
+
+def add_sampling_arguments(parser):
+    """The sampling flags that `decoding_options` reads (greedy unless --sample)."""
     parser.add_argument("--sample", action="store_true", help="sample (default: greedy)")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--top-p", type=float, default=0.8)
     parser.add_argument("--repetition-penalty", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the stream")
-    voice.add_arguments(parser)
-    return parser
 
 
 def decoding_options(args):

@@ -13,7 +13,7 @@ import argparse
 import tempfile
 
 from vita_jax.cli import voice
-from vita_jax.cli.infer import decoding_options
+from vita_jax.cli.infer import add_sampling_arguments, decoding_options
 from vita_jax.pipeline.speech_output import POLICIES
 from vita_jax.serve.background import WS_MAX_BYTES
 from vita_jax.serve.service import MODES, Service
@@ -41,12 +41,7 @@ def build_parser():
                              "(conversations grow into them; 0: compile each on first use)")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--max-audio-s", type=float, default=30.0, help="longest recording accepted (seconds)")
-    parser.add_argument("--sample", action="store_true", help="sample (default: greedy)")
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--top-k", type=int, default=20)
-    parser.add_argument("--top-p", type=float, default=0.8)
-    parser.add_argument("--repetition-penalty", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    add_sampling_arguments(parser)
     parser.add_argument("--speech-policy", choices=POLICIES, default="bounded")
     parser.add_argument("--flow-steps", type=int, default=1, help="speech decoder flow-matching steps")
     parser.add_argument("--force-interleave", action="store_true",
