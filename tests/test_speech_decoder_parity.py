@@ -64,7 +64,8 @@ def test_length_regulator_matches_reference(models):
     assert float(jnp.abs(got[:, n_frames:]).max()) == 0.0
 
 
-@pytest.mark.parametrize("length,padded_to", [(27, 27), (27, 34)])
+# 600 / 640 frames: attention runs over blocks of queries (flow_estimator.QUERY_CHUNK).
+@pytest.mark.parametrize("length,padded_to", [(27, 27), (27, 34), (600, 600), (600, 640)])
 def test_estimator_matches_reference(models, length, padded_to):
     dec, flow, _ = models
     c = dec.cfg.flow.output_size
