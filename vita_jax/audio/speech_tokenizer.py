@@ -22,18 +22,18 @@ from vita_jax.audio.features import frame_mask, segment_log_mels, split_segments
 from vita_jax.audio.wav_io import AudioLoadError, check_waveform, load_audio, resample
 from vita_jax.audio.whisper_vq import WhisperVQEncoder
 from vita_jax.convert.tokenizer_checkpoint import load_checkpoint
-from vita_jax.round_up import round_up
 
 BATCH_TOKEN_BUDGET = 1024  # codes per encoder call (~82 s of audio): bounds memory, fills the CPU
 BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # row counts a partial batch is padded to
 
 
 def length_buckets(max_tokens, smallest=16):
-    """Padded segment lengths in codes: steps of ~25% (multiples of 8), capped at `max_tokens`."""
+    """Padded segment lengths in codes: steps of 8 codes up to 256, then 16 (at most ~6% padding
+    above 128 codes: a 10 s file's 125 codes run as 128), capped at `max_tokens`."""
     buckets, size = [], smallest
     while size < max_tokens:
         buckets.append(size)
-        size = round_up(size * 5 // 4, 8)
+        size += 8 * max(1, size // 128)
     return buckets + [max_tokens]
 
 
