@@ -42,32 +42,20 @@ def run_config(args):
 
 
 def setup(cfg, mesh):
-    """(module, tx, labels, state, state shardings, loss config)."""
-    import flax.linen as nn
-    import jax
-    import jax.numpy as jnp
-
-    from vita_jax.model_config import ModelConfig
+    """(module, tx, labels, state, state shardings, loss config): random parameters of the stage's
+    model on `mesh`, as train.py starts them."""
     from vita_jax.nn.vita_audio import VitaAudio
-    from vita_jax.sharding import model_param_shardings
+    from vita_jax.train.model_init import initial_params
     from vita_jax.train.optimizer import make_optimizer
     from vita_jax.train.param_groups import param_labels
     from vita_jax.train.train_state import init_train_state
     from vita_jax.train.train_step import LossConfig
 
-    module = VitaAudio(ModelConfig.from_dict(cfg.model))
-
-    def init(rng):
-        return nn.meta.unbox(module.init(rng, jnp.zeros((1, 2), jnp.int32))["params"])
-
-    abstract_params = jax.eval_shape(init, jax.random.key(0))
-    shardings = model_param_shardings(module, mesh, abstract_params)
-    labels = param_labels(abstract_params, tuple(cfg.optim.trainable))
+    model_cfg, params, _ = initial_params(cfg, 0, mesh)
+    labels = param_labels(params, tuple(cfg.optim.trainable))
     tx = make_optimizer(cfg.optim, cfg.train.steps, labels)
-    loss_cfg = LossConfig.of_run(cfg, cfg.model)
-    params = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
     state, state_sh = init_train_state(params, tx, mesh)
-    return module, tx, labels, state, state_sh, loss_cfg
+    return VitaAudio(model_cfg), tx, labels, state, state_sh, LossConfig.of_run(cfg, model_cfg)
 
 
 def matmul_peak_flops(n=2048, reps=10):
@@ -87,16 +75,16 @@ def matmul_peak_flops(n=2048, reps=10):
 def speed(args):
     import jax
 
-    from tests.helpers.train import packed_batch
     from vita_jax.sharding import global_batch, make_mesh
     from vita_jax.train.metrics import train_flops_per_token
+    from vita_jax.train.random_batch import random_packed_batch
     from vita_jax.train.train_state import jit_train_step
 
     cfg = run_config(args)
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
     module, tx, labels, state, state_sh, loss_cfg = setup(cfg, mesh)
     step = jit_train_step(module, tx, labels, loss_cfg, state_sh, mesh)
-    batch = global_batch(packed_batch(cfg.model.vocab_size, args.batch, args.seq_len), mesh)
+    batch = global_batch(random_packed_batch(cfg.model.vocab_size, args.batch, args.seq_len), mesh)
     start = time.perf_counter()
     state, metrics = step(state, batch)
     float(metrics["loss"])

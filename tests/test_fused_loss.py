@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.helpers.train import packed_batch
 from vita_jax import VitaAudioModel
 from vita_jax.configs.model import tiny
 from vita_jax.nn.remat import REMAT_POLICIES
 from vita_jax.nn.vita_audio import VitaAudio
 from vita_jax.train.fused_cross_entropy import FusedLossSettings, check_token_chunk, fused_cross_entropy
 from vita_jax.train.loss import combine, head_counts, head_offsets, head_sums, head_targets
+from vita_jax.train.random_batch import random_packed_batch
 
 
 def reference_head_sums(module, params, batch, num_modules, main_head, detach_backbone):
@@ -43,7 +43,7 @@ def assert_trees_close(got, want, rtol=1e-5):
 def test_fused_loss_equals_whole_logits_loss_and_gradients(main_head):
     cfg = tiny()  # K = 3, vocab 256: 2 vocabulary blocks of 128 below
     model = VitaAudioModel.random(cfg, seed=3)
-    batch = {k: jnp.asarray(v) for k, v in packed_batch(cfg.vocab_size, rows=2, seq_len=16, seed=1).items()}
+    batch = {k: jnp.asarray(v) for k, v in random_packed_batch(cfg.vocab_size, rows=2, seq_len=16, seed=1).items()}
     offsets = head_offsets(cfg.num_mctp_modules, main_head)
     counts = head_counts(batch, offsets)
 
@@ -86,7 +86,7 @@ def test_fused_cross_entropy_pads_the_vocabulary_and_breaks_argmax_ties_like_arg
 def test_remat_policies_give_the_same_gradients(policy):
     cfg = tiny().replace(scan_layers=True, num_mctp_modules=1)
     model = VitaAudioModel.random(cfg, seed=4)
-    batch = {k: jnp.asarray(v) for k, v in packed_batch(cfg.vocab_size, rows=2, seq_len=16, seed=2).items()}
+    batch = {k: jnp.asarray(v) for k, v in random_packed_batch(cfg.vocab_size, rows=2, seq_len=16, seed=2).items()}
     counts = head_counts(batch, head_offsets(cfg.num_mctp_modules, True))
 
     def grads(remat_policy):

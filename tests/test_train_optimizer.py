@@ -6,7 +6,8 @@ import numpy as np
 
 from vita_jax.configs import stage2_single_mctp, stage4_sft
 from vita_jax.configs.model import tiny
-from tests.helpers.train import optim_config, packed_batch, run_steps
+from tests.helpers.train import optim_config, run_steps
+from vita_jax.train.random_batch import random_packed_batch
 from vita_jax import VitaAudioModel
 from vita_jax.sharding import make_mesh
 from vita_jax.train.optimizer import make_optimizer
@@ -57,7 +58,7 @@ def test_frozen_parameters_do_not_move_and_have_no_optimizer_state():
 def test_frozen_backbone_is_bit_identical_after_train_steps():
     cfg = tiny()
     before = VitaAudioModel.random(cfg, seed=3).params
-    batch = packed_batch(cfg.vocab_size)
+    batch = random_packed_batch(cfg.vocab_size)
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
     after, losses, metrics = run_steps(cfg, before, optim_config(stage2_single_mctp, warmup_ratio=0.01),
                                        ("mctp",), batch, mesh, steps=3)
@@ -70,7 +71,7 @@ def test_frozen_backbone_is_bit_identical_after_train_steps():
 def test_gradient_accumulation_equals_the_full_batch():
     cfg = tiny().replace(num_mctp_modules=1)
     params = VitaAudioModel.random(cfg, seed=4).params
-    batch = packed_batch(cfg.vocab_size)
+    batch = random_packed_batch(cfg.vocab_size)
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
     optim = optim_config(stage4_sft, warmup_ratio=0.01)
     full, full_loss, _ = run_steps(cfg, params, optim, ("backbone", "mctp"), batch, mesh, steps=2)

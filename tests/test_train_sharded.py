@@ -6,7 +6,8 @@ import pytest
 
 from vita_jax.configs import stage4_sft
 from vita_jax.configs.model import tiny
-from tests.helpers.train import optim_config, packed_batch, run_steps
+from tests.helpers.train import optim_config, run_steps
+from vita_jax.train.random_batch import random_packed_batch
 from vita_jax import VitaAudioModel
 from vita_jax.sharding import make_mesh
 
@@ -17,7 +18,7 @@ def test_sharded_train_step_matches_single_device():
         pytest.fail("needs XLA_FLAGS=--xla_force_host_platform_device_count=8 (set in tests/conftest.py)")
     cfg = tiny().replace(scan_layers=True, num_mctp_modules=2)  # the training layout (test_sharding covers both)
     params = jax.device_get(VitaAudioModel.random(cfg, seed=7).params)
-    batch = packed_batch(cfg.vocab_size, rows=4)
+    batch = random_packed_batch(cfg.vocab_size, rows=4)
     # Step 0 runs at LR 0 (warm-up), step 1 moves the parameters. A large Adam eps makes the update
     # linear in the gradient, so the comparison checks the sharded gradients rather than Adam's
     # amplification of rounding in near-zero gradient entries (g / (|g| + eps) flips with them).

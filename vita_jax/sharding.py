@@ -25,6 +25,7 @@ LOGICAL_AXIS_RULES = (
     ("head_dim", None),
     ("mlp", "tensor"),
     ("vocab", "tensor"),
+    ("loss_tokens", "tensor"),  # the fused loss's token chunks (train/fused_cross_entropy.py)
     ("norm", None),
     ("layers", None),
 )

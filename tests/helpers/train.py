@@ -52,24 +52,6 @@ def optim_config(stage_module, **overrides):
     return optim
 
 
-def packed_batch(vocab, rows=4, seq_len=32, seed=0):
-    """Random packed rows (2-3 samples each, some labels -100) as numpy arrays."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    batch = {k: np.zeros((rows, seq_len), np.int32) for k in ("input_ids", "labels", "segment_ids", "positions")}
-    for r in range(rows):
-        cuts = sorted(rng.choice(np.arange(4, seq_len - 2), 2, replace=False))
-        for s, (a, b) in enumerate(zip([0, *cuts], [*cuts, seq_len - rng.integers(0, 3)]), 1):
-            ids = rng.integers(0, vocab, b - a)
-            batch["input_ids"][r, a:b] = ids
-            batch["labels"][r, a:b] = np.where(rng.random(b - a) < 0.8, ids, -100)
-            batch["segment_ids"][r, a:b] = s
-            batch["positions"][r, a:b] = np.arange(b - a)
-        batch["labels"][r, batch["segment_ids"][r] == 0] = -100
-    return batch
-
-
 def run_steps(cfg, params, optim, trainable, batch, mesh, steps=1, microbatches=1):
     model_module = VitaAudioModel(cfg, params).module
     params = put_global(params, model_param_shardings(model_module, mesh, params))

@@ -1,12 +1,13 @@
 """One MCTP module (spec section 5): u = proj([embed_norm(E[x]), hidden_norm(h_prev)]), then one decoder layer.
 
-The caller applies the backbone's shared final norm and lm_head to the layer output.
+The caller applies the backbone's shared final norm and lm_head to the layer output, and
+rematerialises the whole module for training (vita_audio.py), so its layer is not wrapped again.
 """
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vita_jax.nn.decoder_layer import decoder_layer_class
+from vita_jax.nn.decoder_layer import DecoderLayer
 from vita_jax.nn.dtypes import as_dtype
 from vita_jax.nn.norm import RMSNorm
 
@@ -25,4 +26,4 @@ class MCTPModule(nn.Module):
             cfg.hidden_size, use_bias=False, dtype=dtype, param_dtype=param_dtype, name="proj",
             kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("concat_embed", "embed")),
         )(jnp.concatenate([embedded, hidden], axis=-1))
-        return decoder_layer_class(cfg)(cfg, name="layer")(u, cos, sin, mask, kv_cache, cache_length)
+        return DecoderLayer(cfg, name="layer")(u, cos, sin, mask, kv_cache, cache_length)

@@ -38,3 +38,11 @@ def remat_layer_class(layer_class, name):
     if check_remat_policy(name) == "none":
         return layer_class
     return nn.remat(layer_class, policy=POLICIES[name])
+
+
+def remat_function(fn, name):
+    """`fn(module, *args)`, a function of a bound Flax module, wrapped in nn.remat with the named
+    policy (unchanged for "none")."""
+    if check_remat_policy(name) == "none":
+        return fn
+    return nn.remat(fn, policy=POLICIES[name])

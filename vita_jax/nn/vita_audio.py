@@ -5,6 +5,7 @@ Methods (call through `module.apply(variables, ..., method=...)`):
                   logits for pairs (h^{k-1}_j, x_{j+k+1}) -> x_{j+k+2}.
   backbone_chunk  a chunk of new tokens through the backbone with its static KV cache.
   mctp_chunk      a chunk of new pairs through module k with its own static KV cache.
+  module_hidden   module k over whole rows plus the shared final norm (rematerialised as one unit).
   logits          lm_head (float32) of final-normed hidden states.
 """
 
@@ -17,6 +18,7 @@ from vita_jax.nn.attention import PackedCausal, cache_causal_mask
 from vita_jax.nn.kv_cache import cache_slots
 from vita_jax.nn.mctp import MCTPModule
 from vita_jax.nn.qwen2 import Qwen2Backbone
+from vita_jax.nn.remat import remat_function
 from vita_jax.nn.rotary import rotary_tables
 
 
@@ -71,13 +73,15 @@ class VitaAudio(nn.Module):
         prev, mctp_hidden = hidden, []
         if detach_backbone:
             prev, embeddings = jax.lax.stop_gradient(prev), jax.lax.stop_gradient(embeddings)
-        for k, module in enumerate(self.mctp):
+        for k in range(len(self.mctp)):
             shift = k + 1
-            out, _ = module(
-                shift_left(embeddings, shift), prev, *self._rotary(shift_left(positions, shift)),
-                PackedCausal(pair_segment_ids(segment_ids, shift)),
-            )
-            prev = self.backbone.final_norm(out)
+            # one rematerialised unit per module: projection, norms, layer and the shared final norm
+            def module_hidden(model, *args, k=k):
+                return model.module_hidden(k, *args)
+
+            prev = remat_function(module_hidden, self.config.remat_policy)(
+                self, shift_left(embeddings, shift), prev, *self._rotary(shift_left(positions, shift)),
+                PackedCausal(pair_segment_ids(segment_ids, shift)))
             mctp_hidden.append(prev)
 
         if not with_logits:
@@ -86,6 +90,11 @@ class VitaAudio(nn.Module):
             hidden=hidden, mctp_hidden=mctp_hidden,
             logits=self.backbone.logits(hidden), mctp_logits=[self.backbone.logits(h) for h in mctp_hidden],
         )
+
+    def module_hidden(self, k, token_embeddings, prev_hidden, cos, sin, mask):
+        """Final-normed h^k of module k over whole rows (the training forward's unit of remat)."""
+        out, _ = self.mctp[k](token_embeddings, prev_hidden, cos, sin, mask)
+        return self.backbone.final_norm(out)
 
     def _chunk_inputs(self, length, chunk, kv_buffers, position_offset):
         """Rotary tables and mask for a chunk written at slots length[b] + 0..chunk-1, whose

@@ -6,14 +6,15 @@ weight [V, E] (the lm_head, in its parameter dtype), hiddens [H, B, T, E] (the f
 hidden states of H heads), targets / valid [H, B, T]. Returns per head the summed NLL over the
 valid tokens and the number of them whose argmax is the target.
 
-The weight is cast to the compute dtype and gathered (over `fsdp`) once for all heads and both
-passes. Logits are computed block by block: token chunks of `token_chunk` positions (0: the
+The weight is cast to the compute dtype and gathered whole once for all heads and both passes;
+on a mesh with a `tensor` axis each token chunk is split over it instead of the vocabulary. Logits are computed block by block: token chunks of `token_chunk` positions (0: the
 whole length) times vocabulary blocks of `vocab_block` rows, with a float32 online log-sum-exp.
 Blocks are slices of the gathered weight (the last one starts early and skips the rows its
 predecessor covered), so nothing weight-sized is copied. A custom VJP recomputes each block's
 logits in the backward pass: the hidden-state gradient is accumulated over vocabulary blocks,
 the lm_head gradient of a block over token chunks, then reduced to the weight's own sharding
-block by block (never held whole in float32).
+block by block (never held whole in float32). With a frozen lm_head (`weight_grad=False`) the
+loops swap: token chunks outside, so only one chunk's hidden gradient is held in float32.
 """
 
 import dataclasses
@@ -25,8 +26,9 @@ import jax.numpy as jnp
 from vita_jax.sharding import constrain
 
 WEIGHT_AXES = ("vocab", "embed")
-GATHERED_AXES = ("vocab", None)
+GATHERED_AXES = (None, None)  # whole on every device: vocabulary blocks are sliced out of it locally
 HIDDEN_AXES = (None, "batch", "length", None)
+CHUNK_AXES = (None, None, "batch", "loss_tokens")  # [chunks, H, B, chunk, ...]: a chunk's tokens split over `tensor`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +67,11 @@ def _weight_block(w, i, block, vocab):
 
 
 def _chunks(x, chunk):
-    """[H, B, T, ...] -> [T / chunk, H, B, chunk, ...]."""
+    """[H, B, T, ...] -> [T / chunk, H, B, chunk, ...], each chunk's tokens split over the `tensor`
+    mesh axis (the vocabulary is not: every device computes whole logits rows for its tokens)."""
     h, b, t = x.shape[:3]
-    return jnp.moveaxis(x.reshape(h, b, t // chunk, chunk, *x.shape[3:]), 2, 0)
+    chunks = jnp.moveaxis(x.reshape(h, b, t // chunk, chunk, *x.shape[3:]), 2, 0)
+    return constrain(chunks, CHUNK_AXES + (None,) * (x.ndim - 3))
 
 
 def _unchunk(x):
@@ -145,31 +149,49 @@ def _fused_bwd(settings, static, residuals, cotangents):
     scale = jnp.where(valid, g_nll[:, None, None], 0.0)
     token_xs = tuple(_chunks(x, chunk) for x in (h, targets, lse, scale))
 
-    def vocab_block(carry, i):
-        dh, dw_all = carry
+    def block_grads(h_c, tgt, lse_c, scale_c, i):
+        """(hidden gradient [H, B, C, E] float32, logits gradient [H, B, C, block], block rows) of
+        one token chunk and vocabulary block i."""
         start, ids, new = _block_rows(i, block, vocab)
         w_block = _weight_block(w, i, block, vocab)
+        probs = jnp.exp(_block_logits(h_c, w_block, new) - lse_c[..., None])
+        dlogits = ((probs - ((ids == tgt[..., None]) & new)) * scale_c[..., None]).astype(h.dtype)
+        return jnp.einsum("hbcv,ve->hbce", dlogits, w_block, preferred_element_type=jnp.float32), dlogits, start
 
-        def token_chunk(dw, xs):
-            h_c, tgt, lse_c, scale_c = xs
-            probs = jnp.exp(_block_logits(h_c, w_block, new) - lse_c[..., None])
-            dlogits = ((probs - ((ids == tgt[..., None]) & new)) * scale_c[..., None]).astype(h.dtype)
-            dh_c = jnp.einsum("hbcv,ve->hbce", dlogits, w_block, preferred_element_type=jnp.float32)
-            if settings.weight_grad:
-                dw = dw + jnp.einsum("hbcv,hbce->ve", dlogits, h_c, preferred_element_type=jnp.float32)
-            return dw, dh_c
+    if not settings.weight_grad:  # token chunks outside: only one chunk's float32 hidden gradient at a time
+        def token_chunk(_, xs):
+            def vocab_block(dh_c, i):
+                return dh_c + block_grads(*xs, i)[0], None
 
-        dw0 = jnp.zeros((block, h.shape[-1]) if settings.weight_grad else (0,), jnp.float32)
-        dw, dh_chunks = jax.lax.scan(token_chunk, dw0, token_xs)
-        if settings.weight_grad:  # reduced to the weight's sharding, added at the block's rows
-            dw = constrain(dw.astype(weight_dtype), WEIGHT_AXES)
-            dw_all = jax.lax.dynamic_update_slice_in_dim(
-                dw_all, jax.lax.dynamic_slice_in_dim(dw_all, start, block) + dw, start, axis=0)
-        return (dh + _unchunk(dh_chunks), dw_all), None
+            dh_c, _ = jax.lax.scan(vocab_block, jnp.zeros(xs[0].shape, jnp.float32), jnp.arange(blocks))
+            return None, dh_c.astype(hidden_dtype)
+
+        _, dh = jax.lax.scan(token_chunk, None, token_xs)
+        return None, _unchunk(dh), None, None
+
+    # vocabulary blocks outside: each block's lm_head gradient is summed over every token chunk, then
+    # reduced to the weight's sharding; the float32 hidden gradient is updated chunk by chunk in place
+    def vocab_block(carry, i):
+        dh, dw_all = carry
+
+        def token_chunk(carry, c):
+            dw, dh = carry
+            dh_c, dlogits, _ = block_grads(*(x[c] for x in token_xs), i)
+            dw = dw + jnp.einsum("hbcv,hbce->ve", dlogits, token_xs[0][c], preferred_element_type=jnp.float32)
+            return (dw, dh.at[c].add(dh_c)), None
+
+        dw0 = jnp.zeros((block, h.shape[-1]), jnp.float32)
+        (dw, dh), _ = jax.lax.scan(token_chunk, (dw0, dh), jnp.arange(token_xs[0].shape[0]))
+        start = _block_rows(i, block, vocab)[0]
+        dw = constrain(dw.astype(weight_dtype), WEIGHT_AXES)
+        dw_all = jax.lax.dynamic_update_slice_in_dim(
+            dw_all, jax.lax.dynamic_slice_in_dim(dw_all, start, block) + dw, start, axis=0)
+        return (dh, dw_all), None
 
     dw_all = constrain(jnp.zeros((vocab, h.shape[-1]), weight_dtype), WEIGHT_AXES)
-    (dh, dw_all), _ = jax.lax.scan(vocab_block, (jnp.zeros(h.shape, jnp.float32), dw_all), jnp.arange(blocks))
-    return constrain(dw_all, WEIGHT_AXES), dh.astype(hidden_dtype), None, None
+    dh = constrain(jnp.zeros(token_xs[0].shape, jnp.float32), CHUNK_AXES + (None,))
+    (dh, dw_all), _ = jax.lax.scan(vocab_block, (dh, dw_all), jnp.arange(blocks))
+    return constrain(dw_all, WEIGHT_AXES), _unchunk(dh).astype(hidden_dtype), None, None
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)

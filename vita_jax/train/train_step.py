@@ -3,7 +3,8 @@
 State: {"step": int32, "params": tree, "opt_state": optax state}. Batch: {"input_ids", "labels",
 "segment_ids", "positions"} int32 [B, T] (extra fields are ignored). The loss is normalised by
 the target counts of the whole batch, so accumulating M micro-batches gives the same gradient
-as one pass over the batch. All heads share one fused cross-entropy (token chunks of
+as one pass over the batch. Frozen parameter groups enter the loss under stop-gradient (nothing
+computed or kept for their gradients, which are zero). All heads share one fused cross-entropy (token chunks of
 `loss_chunk`, vocabulary blocks of `loss_vocab_block`). Metrics: loss, grad_norm (of the trained parameters), per-head
 loss and accuracy ("loss/main", "loss/mctp_k", "accuracy/..."), tokens (non-padding).
 """
@@ -57,6 +58,8 @@ def make_train_step(module, tx, labels, loss_cfg, microbatches=1, mesh=None):
     hidden_sharding = None if mesh is None else activation_sharding(mesh)
 
     def micro_loss(params, batch, counts):
+        # frozen groups enter as constants: no gradient computed, no activations kept for one
+        params = jax.tree.map(lambda p, label: jax.lax.stop_gradient(p) if label == FROZEN else p, params, labels)
         nll, correct = head_sums(module, params, batch, loss_cfg.num_modules, loss_cfg.train_backbone,
                                  not loss_cfg.train_backbone, hidden_sharding, loss_cfg.loss_chunk,
                                  loss_cfg.loss_vocab_block)
