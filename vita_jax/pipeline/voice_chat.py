@@ -155,7 +155,7 @@ class VoiceChat:
         from vita_jax.audio import load_decoder, load_tokenizer
         from vita_jax.plus import load_plus
 
-        plus = os.path.isdir(llm_dir) and is_plus_checkpoint(llm_dir)
+        plus = _load_part("LLM checkpoint", llm_dir, is_plus_checkpoint)
         speech_tokenizer = None
         if not plus:
             if speech_tokenizer_dir is None:
