@@ -6,6 +6,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 
 from tests.helpers.plus import CMVN, speech
 from tests.helpers.train import NUM_AUDIO_CODES, TINY_VOCAB
@@ -38,6 +39,7 @@ def write_data(folder):
     return str(path)
 
 
+@pytest.mark.slow
 def test_train_plus_adapter_learns_with_a_frozen_encoder(tmp_path):
     cfg = stage1_alignment.get_config("tiny_plus")
     cfg.model.vocab_size = TINY_VOCAB + 8  # + <|context_of_audio|>
@@ -50,7 +52,7 @@ def test_train_plus_adapter_learns_with_a_frozen_encoder(tmp_path):
     result = train(cfg, progress=False)
     losses = [result.losses[s] for s in sorted(result.losses)]
     assert result.skipped == dict.fromkeys(result.skipped, 0)
-    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
+    assert np.mean(losses[-2:]) < 0.9 * np.mean(losses[:2]), losses
 
     trained = load_plus(result.final_dir, progress=False)
     context = trained.tokens.context_of_audio

@@ -85,7 +85,7 @@ def golden_available():
     return os.path.isfile(golden("expected.json"))
 
 
-def write_plus_parts(root, seed=0):
+def write_plus_parts(root, seed=0, num_mctp_modules=10):
     """A tiny random VITA-Audio-Plus checkpoint (Hugging Face layout, with a real tiny BPE tokenizer:
     the base VITA-Audio specials, 64 audio codes, then `<|context_of_audio|>` appended, as in the
     spec's unverified variant: its id must be read by string) and a tiny random speech decoder.
@@ -102,7 +102,8 @@ def write_plus_parts(root, seed=0):
         tokenizer.save_pretrained(side)
         with open(CMVN) as src, open(os.path.join(side, "am.mvn"), "w") as dst:
             dst.write(src.read())
-        model = PlusModel.random(tiny_llm_config(len(tokenizer)), TINY_AUDIO, Frontend.from_file(CMVN),
+        config = tiny_llm_config(len(tokenizer)).replace(num_mctp_modules=num_mctp_modules)
+        model = PlusModel.random(config, TINY_AUDIO, Frontend.from_file(CMVN),
                                  read_plus_tokens(side), seed=seed)
         model.side_files_dir = side
         model.save_pretrained(plus_dir, dtype="float32")
