@@ -45,6 +45,7 @@ def reference(chat, prompt, audios):
     return list(model.decode([prompt], audios=audios, executable=chat._executable(request), **options).sequences[0])
 
 
+@pytest.mark.slow
 def test_spoken_turns_splice_their_audio_and_stay_in_the_history(chat):
     chat.reset()
     context = chat.model.tokens.context_of_audio
@@ -101,6 +102,7 @@ def test_bad_speech_input(chat, parts, tmp_path):
         VoiceChat.from_dirs(parts[0], None, None)
 
 
+@pytest.mark.slow
 def test_infer_cli_with_a_plus_checkpoint(parts, tmp_path, capsys):
     import soundfile
 
