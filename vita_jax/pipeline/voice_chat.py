@@ -227,7 +227,7 @@ class VoiceChat:
 
     def reset(self):
         """Forget the conversation's turns (the system message stays)."""
-        self.conversation.turns.clear()
+        self.conversation.clear()
 
     # ---- steps ---------------------------------------------------------------------------------
     def _read(self, speech, sample_rate):
