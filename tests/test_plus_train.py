@@ -63,3 +63,44 @@ def test_train_plus_adapter_learns_with_a_frozen_encoder(tmp_path):
         changed = any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(before, after))
         assert changed == group_changed, name
     assert trained.encode(speech(0.5)).shape[0] == num_lfr_rows(8000) + 4  # the export runs: front end, encoder
+
+
+def test_plus_samples_hold_features_and_placeholders_and_skip_bad_records(tmp_path):
+    from tests.helpers.train import tiny_tokenizer
+    from vita_jax.data.audio_codes import AudioCodeResolver
+    from vita_jax.data.interleave import parse_ratios
+    from vita_jax.data.plus_samples import PlusSampleEncoder
+    from vita_jax.data.samples import Skip
+    from vita_jax.plus.frontend import Frontend
+
+    tok, ids = tiny_tokenizer(tmp_path / "tok")
+    tok.add_tokens(["<|context_of_audio|>"], special_tokens=True)
+    context = tok.convert_tokens_to_ids("<|context_of_audio|>")
+    lines = open(write_data(tmp_path)).read().splitlines()
+    frontend = Frontend.from_file(CMVN)
+
+    def encoder(max_frames=64):
+        return PlusSampleEncoder(tok, ids, AudioCodeResolver(), parse_ratios("boost"), 96, frontend, context, 2,
+                                 max_frames, data_root=str(tmp_path))
+
+    sample = encoder()(("plus.jsonl:2", lines[1]))
+    (features,) = sample["audios"]
+    np.testing.assert_array_equal(features, frontend(str(tmp_path / "b.wav")))
+    placeholders = sample["input_ids"] == context
+    assert placeholders.sum() == len(features) + 4 and (sample["labels"][placeholders] == -100).all()
+    output_codes = sample["input_ids"] == ids.audio_offset + 5  # the assistant's audio stays codes, learned
+    assert output_codes.sum() == 1 and (sample["labels"][output_codes] == ids.audio_offset + 5).all()
+
+    write_wav(str(tmp_path / "nan.wav"), np.full(4000, np.nan, np.float32), 16000)
+    user = {"role": "user", "content": ASR}
+    answer = {"role": "assistant", "content": "Hi."}
+    for record, reason, message in [
+        ({"messages": [user, answer], "audios": ["gone.wav"]}, "missing_audio", "gone.wav"),
+        ({"messages": [user, answer], "audios": []}, "audio_mismatch", "1 <|audio|> tags but 0 audios"),
+        ({"messages": [user, answer], "audios": ["nan.wav"]}, "bad_record", "NaN"),
+        ({"messages": [user, user, user, answer], "audios": ["a.wav"] * 3}, "too_long", "3 input audios > 2"),
+    ]:
+        skip = encoder()(("x:1", json.dumps(record)))
+        assert isinstance(skip, Skip) and skip.reason == reason and message in skip.message, skip
+    skip = encoder(max_frames=8)(("x:1", lines[0]))  # a.wav: 13 feature frames
+    assert isinstance(skip, Skip) and skip.reason == "too_long" and "a.wav" in skip.message
