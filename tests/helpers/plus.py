@@ -83,3 +83,29 @@ def golden(*parts):
 
 def golden_available():
     return os.path.isfile(golden("expected.json"))
+
+
+def write_plus_parts(root, seed=0, num_mctp_modules=10):
+    """A tiny random VITA-Audio-Plus checkpoint (Hugging Face layout, with a real tiny BPE tokenizer:
+    the base VITA-Audio specials, 64 audio codes, then `<|context_of_audio|>` appended, as in the
+    spec's unverified variant: its id must be read by string) and a tiny random speech decoder.
+    Returns (plus_dir, decoder_dir)."""
+    import tempfile
+
+    from vita_jax.convert.plus_checkpoint import read_plus_tokens
+    from vita_jax.pipeline.random_parts import tiny_llm_config, tiny_text_tokenizer, write_random_decoder
+
+    plus_dir, decoder_dir = os.path.join(root, "tiny-vita-audio-plus"), os.path.join(root, "tiny-decoder")
+    with tempfile.TemporaryDirectory() as side:
+        tokenizer = tiny_text_tokenizer(os.path.join(side, "bpe"))
+        tokenizer.add_tokens(["<|context_of_audio|>"], special_tokens=True)
+        tokenizer.save_pretrained(side)
+        with open(CMVN) as src, open(os.path.join(side, "am.mvn"), "w") as dst:
+            dst.write(src.read())
+        config = tiny_llm_config(len(tokenizer)).replace(num_mctp_modules=num_mctp_modules)
+        model = PlusModel.random(config, TINY_AUDIO, Frontend.from_file(CMVN),
+                                 read_plus_tokens(side), seed=seed)
+        model.side_files_dir = side
+        model.save_pretrained(plus_dir, dtype="float32")
+    write_random_decoder(decoder_dir, seed=seed)
+    return plus_dir, decoder_dir

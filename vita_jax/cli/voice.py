@@ -32,7 +32,8 @@ def add_arguments(parser):
     group.add_argument("--stream-dir", help="also write every audio chunk to DIR/chunk_NNN.wav as it arrives")
     group.add_argument("--interactive", action="store_true",
                        help="multi-turn chat: read text lines or audio paths from stdin (/reset, empty line quits)")
-    group.add_argument("--speech-tokenizer", help="GLM-4-Voice tokenizer directory (original or converted)")
+    group.add_argument("--speech-tokenizer", help="GLM-4-Voice tokenizer directory (original or converted; not "
+                                                  "needed by a VITA-Audio-Plus --checkpoint)")
     group.add_argument("--speech-decoder", help="GLM-4-Voice decoder directory (original or converted)")
     group.add_argument("--speech-policy", choices=POLICIES, default="bounded",
                        help="bounded (default): constant-cost bounded-context streaming; release: re-decode all "
@@ -48,11 +49,27 @@ def wants_speech(args):
                 or args.speech_decoder or args.text is not None)
 
 
+def missing_parts(args):
+    """The flags a speech task still needs: --checkpoint, --speech-decoder and, unless the
+    checkpoint is VITA-Audio-Plus, --speech-tokenizer."""
+    from vita_jax.plus import is_plus_checkpoint
+
+    try:
+        plus = bool(args.checkpoint) and os.path.isdir(args.checkpoint) and is_plus_checkpoint(args.checkpoint)
+    except (OSError, ValueError):
+        plus = False  # reported when the checkpoint loads
+    parts = (("--checkpoint", args.checkpoint), ("--speech-tokenizer", args.speech_tokenizer or plus),
+             ("--speech-decoder", args.speech_decoder))
+    return [flag for flag, given in parts if not given]
+
+
 def check_arguments(parser, args):
     """Usage errors, before anything is loaded or written."""
     task = args.task or "chat"
-    if not args.demo and not (args.checkpoint and args.speech_tokenizer and args.speech_decoder):
-        parser.error("speech tasks need --checkpoint, --speech-tokenizer and --speech-decoder (or --demo)")
+    if not args.demo and missing_parts(args):
+        parser.error(f"speech tasks need --checkpoint, --speech-tokenizer and --speech-decoder (or --demo; a "
+                     f"VITA-Audio-Plus --checkpoint needs no --speech-tokenizer): missing "
+                     f"{', '.join(missing_parts(args))}")
     if args.prompt is not None or args.input_ids is not None:
         parser.error("--prompt / --input-ids are the token mode; speech tasks take --audio / --text")
     if args.interactive:

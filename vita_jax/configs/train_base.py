@@ -60,10 +60,32 @@ def tiny_variant(cfg):
     return cfg
 
 
+def plus_variant(cfg, tiny=False):
+    """The stage for VITA-Audio-Plus (user speech through the SenseVoice encoder + adapter; jsonl
+    `audios` of user turns are wav files, see vita_jax/data/plus_samples.py). The adapter trains
+    with its own learning rate; the encoder only with plus.train_encoder=True (optim.lr.encoder).
+    Real geometry: init.checkpoint is a Plus checkpoint. Tiny: random weights, set plus.cmvn_file
+    (an am.mvn) and data.files."""
+    cfg.plus = dict(enabled=True, train_encoder=False, cmvn_file="", max_audios_per_row=4, max_audio_frames=512,
+                    audio=dict(output_size=512, attention_heads=4, linear_units=2048, num_blocks=50, tp_blocks=20))
+    cfg.optim.trainable = (*cfg.optim.trainable, "adapter")
+    cfg.optim.lr.adapter, cfg.optim.lr.encoder = 2e-5 if not tiny else 3e-3, 2e-6 if not tiny else 3e-4
+    if tiny:
+        cfg = tiny_variant(cfg)
+        cfg.model.vocab_size = 16712  # 300 BPE + 20 specials + 16384 audio tokens + <|context_of_audio|>
+        cfg.data.files = ""
+        cfg.plus.update(max_audios_per_row=2, max_audio_frames=64,
+                        audio=dict(output_size=32, attention_heads=4, linear_units=48, num_blocks=3, tp_blocks=2))
+    return cfg
+
+
 def finish(cfg, arg):
-    """Apply the `:tiny` variant when asked (`--config configs/stage1_alignment.py:tiny`)."""
-    if arg == "tiny":
-        return tiny_variant(cfg)
+    """Apply a variant when asked (`--config configs/stage1_alignment.py:tiny`): tiny, plus
+    (VITA-Audio-Plus), tiny_plus."""
+    variants = {"tiny": tiny_variant, "plus": plus_variant, "tiny_plus": lambda c: plus_variant(c, tiny=True)}
+    if arg in variants:
+        return variants[arg](cfg)
     if arg:
-        raise ValueError(f"unknown config variant {arg!r}; use ':tiny' or nothing")
+        raise ValueError(f"unknown config variant {arg!r}; use one of {', '.join(':' + v for v in variants)} or "
+                         f"nothing")
     return cfg

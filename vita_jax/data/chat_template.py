@@ -55,7 +55,14 @@ def _text_encoder(tokenizer):
     return lambda text: tokenizer.encode(text, add_special_tokens=False) if text else []
 
 
+class TokenSpan(tuple):
+    """Ready token ids of one audio (VITA-Audio-Plus: its `<|context_of_audio|>` placeholders), used
+    as they are instead of audio codes."""
+
+
 def _audio_ids(codes, ids):
+    if isinstance(codes, TokenSpan):
+        return list(codes)
     return [ids.audio_offset + int(c) for c in codes]
 
 

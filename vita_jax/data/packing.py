@@ -7,6 +7,10 @@ fit starts the next row. The iterator state is the parent's state before the pen
 a restored iterator rebuilds exactly the rows it would have produced. A whole pass over the
 shard's records with every one skipped (`max_consecutive_skips`) raises NoUsableSamples instead
 of spinning forever on a repeated data set.
+
+With `audio_slots=(A, T)` (VITA-Audio-Plus) a row also holds audio_features [A, T, 560] float32
+and audio_lengths [A] (0 = empty slot): its samples' input audios in order; a sample whose audios
+would not fit in the remaining slots starts the next row.
 """
 
 import logging
@@ -16,6 +20,7 @@ import numpy as np
 
 from vita_jax.data.chat_template import IGNORE
 from vita_jax.data.samples import SKIP_REASONS, Skip
+from vita_jax.plus.frontend import FEATURE_SIZE
 
 MAX_LOGGED_SKIPS = 20
 
@@ -25,33 +30,41 @@ class NoUsableSamples(ValueError):
 
 
 class PackedRowsIterDataset(grain.IterDataset):
-    def __init__(self, parent, seq_len, max_consecutive_skips=None):
+    def __init__(self, parent, seq_len, max_consecutive_skips=None, audio_slots=None):
         super().__init__(parent)
         self.seq_len = seq_len
         self.max_consecutive_skips = max_consecutive_skips
+        self.audio_slots = audio_slots
 
     def __iter__(self):
-        return _PackedRowsIterator(self._parent.__iter__(), self.seq_len, self.max_consecutive_skips)
+        return _PackedRowsIterator(self._parent.__iter__(), self.seq_len, self.max_consecutive_skips,
+                                   self.audio_slots)
 
 
-def empty_row(seq_len):
-    return {
+def empty_row(seq_len, audio_slots=None):
+    row = {
         "input_ids": np.zeros(seq_len, np.int32), "labels": np.full(seq_len, IGNORE, np.int32),
         "segment_ids": np.zeros(seq_len, np.int32), "positions": np.zeros(seq_len, np.int32),
         "skipped": np.zeros(len(SKIP_REASONS), np.int32),
     }
+    if audio_slots is not None:
+        count, frames = audio_slots
+        row["audio_features"] = np.zeros((count, frames, FEATURE_SIZE), np.float32)
+        row["audio_lengths"] = np.zeros(count, np.int32)
+    return row
 
 
 class _PackedRowsIterator(grain.DatasetIterator):
-    def __init__(self, parent, seq_len, max_consecutive_skips=None):
+    def __init__(self, parent, seq_len, max_consecutive_skips=None, audio_slots=None):
         super().__init__(parent)
         self.seq_len = seq_len
         self.max_consecutive_skips = max_consecutive_skips
+        self.audio_slots = audio_slots
         self._pending, self._pending_state = None, None
         self._logged, self._consecutive_skips = 0, 0
 
     def __next__(self):
-        row, used, segment = empty_row(self.seq_len), 0, 0
+        row, used, segment, audios_used = empty_row(self.seq_len, self.audio_slots), 0, 0, 0
         while True:
             if self._pending is None:
                 state = self._parent.get_state()
@@ -68,7 +81,10 @@ class _PackedRowsIterator(grain.DatasetIterator):
             n = len(self._pending["input_ids"])
             if n > self.seq_len:
                 raise ValueError(f"sample of {n} tokens exceeds the row length {self.seq_len}")
-            if used + n > self.seq_len:
+            audios = self._pending.get("audios", []) if self.audio_slots is not None else []
+            if audios and len(audios) > self.audio_slots[0]:
+                raise ValueError(f"sample of {len(audios)} audios exceeds the row's {self.audio_slots[0]} audio slots")
+            if used + n > self.seq_len or audios_used + len(audios) > (self.audio_slots or (0,))[0]:
                 return row
             segment += 1
             row["input_ids"][used:used + n] = self._pending["input_ids"]
@@ -76,6 +92,10 @@ class _PackedRowsIterator(grain.DatasetIterator):
             row["segment_ids"][used:used + n] = segment
             row["positions"][used:used + n] = np.arange(n)
             used += n
+            for features in audios:
+                row["audio_features"][audios_used, :len(features)] = features
+                row["audio_lengths"][audios_used] = len(features)
+                audios_used += 1
             self._pending = None
 
     def _count_skip(self, row, skip):

@@ -24,11 +24,13 @@ from vita_jax.data.samples import SampleEncoder
 
 def shard_dataset(source, shard, num_shards, encoder, seq_len, rows_per_batch, seed, worker_count, read_threads):
     """One shard's IterDataset of batches {field: [rows_per_batch, ...]}. Encoding holds the GIL:
-    parallelism comes from worker processes; read threads (0: none) only help slow storage."""
+    parallelism comes from worker processes; read threads (0: none) only help slow storage.
+    An encoder with `audio_slots` (VITA-Audio-Plus) adds the rows' audio features."""
     ds = grain.MapDataset.source(source)[shard::num_shards].shuffle(seed=seed).repeat().map(encoder)
     reads = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4 * read_threads)
     records = len(range(shard, len(source), num_shards))
-    ds = PackedRowsIterDataset(ds.to_iter_dataset(reads), seq_len, max_consecutive_skips=records)
+    ds = PackedRowsIterDataset(ds.to_iter_dataset(reads), seq_len, max_consecutive_skips=records,
+                               audio_slots=getattr(encoder, "audio_slots", None))
     ds = ds.batch(rows_per_batch, drop_remainder=True)
     if worker_count > 0:
         if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; callers without absl.app
@@ -80,10 +82,16 @@ class ShardedBatchIterator:
                 it.close()
 
 
-def make_encoder(cfg, tokenizer, ids, speech_tokenizer=None):
-    """The SampleEncoder described by the data config."""
+def make_encoder(cfg, tokenizer, ids, speech_tokenizer=None, plus=None):
+    """The SampleEncoder described by the data config. `plus`: (front end, `<|context_of_audio|>`
+    id, audio slots per row, frames per slot) for VITA-Audio-Plus (data/plus_samples.py)."""
     cache = read_code_cache(expand_paths(cfg.code_cache)) if cfg.code_cache else {}
     resolver = AudioCodeResolver(cache, speech_tokenizer, cfg.data_root)
+    if plus is not None:
+        from vita_jax.data.plus_samples import PlusSampleEncoder
+
+        return PlusSampleEncoder(tokenizer, ids, resolver, parse_ratios(cfg.ratios), cfg.seq_len, *plus,
+                                 data_root=cfg.data_root, on_bad_sample=cfg.on_bad_sample)
     return SampleEncoder(tokenizer, ids, resolver, parse_ratios(cfg.ratios), cfg.seq_len, cfg.on_bad_sample)
 
 

@@ -12,7 +12,7 @@ import json
 import numpy as np
 
 from vita_jax.data.audio_codes import MissingAudio
-from vita_jax.data.chat_template import ConversationError, count_audio_tags, render
+from vita_jax.data.chat_template import ConversationError, TokenSpan, count_audio_tags, render
 
 SKIP_REASONS = ("audio_mismatch", "missing_audio", "empty_assistant", "too_long", "bad_record")
 ON_BAD_SAMPLE = ("skip", "error")
@@ -62,8 +62,12 @@ class SampleEncoder:
             codes = self.audio_codes.codes_for(record)
         except ValueError as err:
             raise ConversationError("audio_mismatch", str(err)) from err
+        return self._render(messages, codes)
+
+    def _render(self, messages, codes):
+        """{"input_ids", "labels"} of `messages` with one code list (or TokenSpan) per `<|audio|>` tag."""
         for c in codes:
-            if c and not 0 <= min(c) <= max(c) < self.ids.num_audio_codes:
+            if c and not isinstance(c, TokenSpan) and not 0 <= min(c) <= max(c) < self.ids.num_audio_codes:
                 raise ConversationError("bad_record", f"audio codes outside [0, {self.ids.num_audio_codes})")
         input_ids, labels = render(messages, codes, self.tokenizer, self.ids, self.ratios)
         if len(input_ids) > self.seq_len:

@@ -17,6 +17,7 @@ class Conversation:
     def __init__(self, system_ids=()):
         self.system_ids = list(system_ids)
         self.turns = []  # [(user ids, assistant ids)]
+        self.turn_audios = []  # per turn: the user's continuous audios (VITA-Audio-Plus), in placeholder order
 
     def prompt(self, user_ids, generation_prompt, budget):
         """(prompt ids, note or None): the history + `user_ids` + `generation_prompt` within `budget`
@@ -26,6 +27,7 @@ class Conversation:
         dropped, dropped_tokens = 0, 0
         while fixed + sum(len(u) + len(a) for u, a in self.turns) > budget:
             user, answer = self.turns.pop(0)
+            self.turn_audios.pop(0)
             dropped, dropped_tokens = dropped + 1, dropped_tokens + len(user) + len(answer)
         note = None
         if dropped:
@@ -34,8 +36,19 @@ class Conversation:
         ids = self.system_ids + [t for user, answer in self.turns for t in user + answer] + user_ids
         return ids + list(generation_prompt), note
 
-    def add(self, user_ids, assistant_ids):
+    def add(self, user_ids, assistant_ids, audios=()):
         self.turns.append((list(user_ids), list(assistant_ids)))
+        self.turn_audios.append(list(audios))
+
+    def clear(self):
+        """Forget every turn (the system message stays)."""
+        self.turns.clear()
+        self.turn_audios.clear()
+
+    def audios(self):
+        """The continuous audios of the kept turns, in prompt order (VITA-Audio-Plus re-encodes them
+        at each prefill: their placeholders stay in the history)."""
+        return [audio for audios in self.turn_audios for audio in audios]
 
     def __len__(self):
         return len(self.turns)

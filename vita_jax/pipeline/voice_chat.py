@@ -7,6 +7,11 @@
     chat.asr("question.wav") -> text          chat.tts("Hello", voice="me.wav") -> wav (22.05 kHz)
     (asr_stream / tts_stream stream the same events)
 
+A VITA-Audio-Plus checkpoint (model_type qwen2_mtp_sensevoice) needs no speech tokenizer
+(`from_dirs(plus_dir, None, decoder_dir)`): user speech enters as `<|context_of_audio|>`
+placeholders whose rows the SenseVoice encoder + adapter give at prefill (pipeline/speech_input.py);
+earlier turns' audios stay in the history as placeholders and are encoded again at each prefill.
+
 Prompts are spec section 10's. Chat keeps a multi-turn history (text and audio codes of every
 turn, dropping the oldest turns with a Note when the cache would overflow); asr and tts are
 single-turn. While the LLM generates (its compiled loop in its own thread), a second thread turns
@@ -30,15 +35,17 @@ from vita_jax.audio.streaming_decoder import DEFAULT_CONTEXT_TOKENS
 from vita_jax.audio.wav_io import AudioLoadError
 from vita_jax.data.tokenizer import END_OF_TEXT, TokenizerError, VocabIds, audio_token, extend_tokenizer
 from vita_jax.decode import AudioChunkEvent, EndEvent, TextEvent
-from vita_jax.decode.decoder import compile_ahead, prepare
+from vita_jax.decode.decoder import compile_ahead, prepare, stream
 from vita_jax.pipeline.conversation import Conversation, check_fits
 from vita_jax.pipeline.events import AudioChunk, Note, TextDelta, TurnEnd
 from vita_jax.pipeline.prompts import ASR_REQUEST, CHAT_SYSTEM, TTS_REQUEST, VOICE_SYSTEM, PromptBuilder, \
     spoken_chat_content
+from vita_jax.pipeline.speech_input import CodeInput, ContinuousInput, plus_vocab_ids
 from vita_jax.pipeline.speech_output import POLICIES, SpeechWorker, make_policy
+from vita_jax.plus.model import PlusModel, is_plus_checkpoint
 
 
-_executables = weakref.WeakKeyDictionary()  # model -> {(spec, prompt shape): compiled decoding program}
+_executables = weakref.WeakKeyDictionary()  # model -> {(spec, prompt shape, audio shapes): compiled program}
 
 
 class PipelineSetupError(ValueError):
@@ -54,8 +61,9 @@ def _load_part(what, path, load):
         raise PipelineSetupError(f"{what} ({path}): {error}") from error
 
 
-def load_text_tokenizer(llm_dir, tokenizer_dir, num_audio_codes):
-    """The LLM's tokenizer (saved beside its weights), extended for VITA-Audio if it is not yet."""
+def load_text_tokenizer(llm_dir, tokenizer_dir, num_audio_codes=None):
+    """The LLM's tokenizer (saved beside its weights), extended for VITA-Audio if it is not yet
+    (num_audio_codes None: as saved, for VITA-Audio-Plus whose ids are read by string)."""
     from transformers import AutoTokenizer
 
     from transformers.utils import logging as hf_logging
@@ -69,6 +77,8 @@ def load_text_tokenizer(llm_dir, tokenizer_dir, num_audio_codes):
                                  f"tokenizer_config.json) in {tokenizer_dir}: {error}") from error
     finally:
         hf_logging.set_verbosity(verbosity)
+    if num_audio_codes is None:
+        return tokenizer
     try:
         if tokenizer.convert_tokens_to_ids(audio_token(0)) in (None, tokenizer.unk_token_id):
             return extend_tokenizer(tokenizer, num_audio_codes, source=tokenizer_dir)
@@ -82,7 +92,10 @@ def check_vocabularies(model, ids, speech_tokenizer, speech_decoder, names=("LLM
                                                                              "speech decoder")):
     """The LLM's audio tokens, the speech tokenizer's codes and the decoder's code table agree."""
     llm, tok, dec = names
-    codes = speech_tokenizer.model_config.codebook_size
+    if speech_tokenizer is None:  # VITA-Audio-Plus: speech in needs no codes
+        tok, codes = f"{llm} tokenizer", ids.num_audio_codes
+    else:
+        codes = speech_tokenizer.model_config.codebook_size
     if ids.num_audio_codes != codes:
         raise PipelineSetupError(
             f"vocabulary mismatch: the {llm} tokenizer has {ids.num_audio_codes} audio tokens (<|audio_0|> = id "
@@ -108,9 +121,17 @@ class VoiceChat:
                  decoder_key=None, queue_size=4, eos_token_ids=None, **generate_options):
         self.model, self.text_tokenizer = model, text_tokenizer
         self.speech_tokenizer, self.speech_decoder = speech_tokenizer, speech_decoder
-        self.ids = VocabIds.of(text_tokenizer)
+        if isinstance(model, PlusModel):
+            self.ids = plus_vocab_ids(text_tokenizer, model.tokens)
+            self.speech_input = ContinuousInput(model)
+        elif speech_tokenizer is None:
+            raise PipelineSetupError("speech tokenizer: none given; a VITA-Audio checkpoint takes speech as "
+                                     "GLM-4-Voice codes (only a VITA-Audio-Plus checkpoint needs no speech tokenizer)")
+        else:
+            self.ids = VocabIds.of(text_tokenizer)
+            self.speech_input = CodeInput(speech_tokenizer, self.ids)
         check_vocabularies(model, self.ids, speech_tokenizer, speech_decoder)
-        self.prompts = PromptBuilder(text_tokenizer, self.ids)
+        self.prompts = PromptBuilder(text_tokenizer, self.ids, self.speech_input.span)
         if eos_token_ids is None:  # <|im_end|>, <|endoftext|> (spec section 2) of this tokenizer
             eos_token_ids = (self.ids.im_end, text_tokenizer.convert_tokens_to_ids(END_OF_TEXT))
         self.eos_ids = tuple(int(t) for t in eos_token_ids)
@@ -127,53 +148,67 @@ class VoiceChat:
     @classmethod
     def from_dirs(cls, llm_dir, speech_tokenizer_dir, speech_decoder_dir, param_dtype=None, **options):
         """Load the three parts: an LLM checkpoint (Hugging Face or this project's layout, with its
-        tokenizer), a GLM-4-Voice tokenizer and decoder (original or converted layouts)."""
+        tokenizer), a GLM-4-Voice tokenizer and decoder (original or converted layouts). A
+        VITA-Audio-Plus checkpoint needs no speech tokenizer: `speech_tokenizer_dir` may be None
+        (it is not loaded)."""
         import vita_jax
         from vita_jax.audio import load_decoder, load_tokenizer
+        from vita_jax.plus import load_plus
 
-        speech_tokenizer = _load_part("speech tokenizer", speech_tokenizer_dir, load_tokenizer)
+        plus = _load_part("LLM checkpoint", llm_dir, is_plus_checkpoint)
+        speech_tokenizer = None
+        if not plus:
+            if speech_tokenizer_dir is None:
+                raise PipelineSetupError(f"speech tokenizer: none given; {llm_dir} is a VITA-Audio checkpoint, which "
+                                         f"takes speech as GLM-4-Voice codes (only VITA-Audio-Plus needs none)")
+            speech_tokenizer = _load_part("speech tokenizer", speech_tokenizer_dir, load_tokenizer)
+        if speech_decoder_dir is None:
+            raise PipelineSetupError("speech decoder: none given (the GLM-4-Voice decoder speaks the answers)")
         speech_decoder = _load_part("speech decoder", speech_decoder_dir, load_decoder)
-        model = _load_part("LLM checkpoint", llm_dir,
-                           lambda path: vita_jax.load_pretrained(path, param_dtype=param_dtype, progress=False))
-        tokenizer = load_text_tokenizer(llm_dir, model.side_files_dir or llm_dir,
-                                        speech_tokenizer.model_config.codebook_size)
+        load = load_plus if plus else vita_jax.load_pretrained
+        model = _load_part("LLM checkpoint", llm_dir, lambda path: load(path, param_dtype=param_dtype, progress=False))
+        codes = None if plus else speech_tokenizer.model_config.codebook_size
+        tokenizer = load_text_tokenizer(llm_dir, model.side_files_dir or llm_dir, codes)
         return cls(model, tokenizer, speech_tokenizer, speech_decoder, **options)
 
     # ---- prompts (spec section 10) ---------------------------------------------------------------
-    def chat_prompt(self, codes=None, text=None):
+    def chat_prompt(self, audio=None, text=None):
         """(user message ids, prompt ids, note or None) of a chat turn: the conversation so far (its
-        oldest turns dropped for good if they would not fit) + this user turn + the generation prompt."""
-        user = self.prompts.message("user", spoken_chat_content(text, codes is not None),
-                                    [codes] if codes is not None else [])
+        oldest turns dropped for good if they would not fit) + this user turn + the generation prompt.
+        `audio`: the speech input's item (codes; for Plus the 16 kHz wave)."""
+        user = self.prompts.message("user", spoken_chat_content(text, audio is not None),
+                                    [audio] if audio is not None else [])
         prompt, note = self.conversation.prompt(user, self.prompts.generation_prompt(), self._prompt_budget())
         return user, prompt, note
 
-    def asr_prompt(self, codes):
-        return self._fits(self.prompts.message("user", ASR_REQUEST, [codes]) + self.prompts.generation_prompt())
+    def asr_prompt(self, audio):
+        return self._fits(self.prompts.message("user", ASR_REQUEST, [audio]) + self.prompts.generation_prompt())
 
-    def tts_prompt(self, text, voice_codes=None):
-        system = self.prompts.message("system", VOICE_SYSTEM, [voice_codes]) if voice_codes is not None else []
+    def tts_prompt(self, text, voice=None):
+        system = self.prompts.message("system", VOICE_SYSTEM, [voice]) if voice is not None else []
         return self._fits(system + self.prompts.message("user", TTS_REQUEST + text) + self.prompts.generation_prompt())
 
     # ---- tasks ---------------------------------------------------------------------------------
     def chat_stream(self, speech=None, text=None, sample_rate=None):
         """One spoken-chat turn (speech and/or text in); the finished turn joins the history."""
         start, wav = self._read(speech, sample_rate)
-        codes, tokenize_s = self._tokenize(wav, start)
-        user, prompt, note = self.chat_prompt(codes, text)
+        audio, tokenize_s = self._tokenize(wav, start)
+        user, prompt, note = self.chat_prompt(audio, text)
+        new_audios = self._continuous([audio])
 
         def remember(turn):
-            self.conversation.add(user, self.prompts.assistant_turn(turn.token_ids, self.eos_ids))
+            self.conversation.add(user, self.prompts.assistant_turn(turn.token_ids, self.eos_ids), new_audios)
 
-        return self._run(prompt, start, tokenize_s, speak=True, notes=[note] if note else [], on_end=remember)
+        return self._run(prompt, start, tokenize_s, speak=True, notes=[note] if note else [], on_end=remember,
+                         audios=self.conversation.audios() + new_audios)
 
     def chat(self, speech=None, text=None, sample_rate=None):
         return _last(self.chat_stream(speech, text, sample_rate))
 
     def asr_stream(self, speech, sample_rate=None):
         start, wav = self._read(speech, sample_rate)
-        codes, tokenize_s = self._tokenize(wav, start)
-        return self._run(self.asr_prompt(codes), start, tokenize_s, speak=False)
+        audio, tokenize_s = self._tokenize(wav, start)
+        return self._run(self.asr_prompt(audio), start, tokenize_s, speak=False, audios=self._continuous([audio]))
 
     def asr(self, speech, sample_rate=None):
         return _last(self.asr_stream(speech, sample_rate)).text
@@ -184,15 +219,15 @@ class VoiceChat:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("tts needs a non-empty text")
         start, wav = self._read(voice, sample_rate)
-        codes, tokenize_s = self._tokenize(wav, start)
-        return self._run(self.tts_prompt(text, codes), start, tokenize_s, speak=True)
+        audio, tokenize_s = self._tokenize(wav, start)
+        return self._run(self.tts_prompt(text, audio), start, tokenize_s, speak=True, audios=self._continuous([audio]))
 
     def tts(self, text, voice=None, sample_rate=None):
         return _last(self.tts_stream(text, voice, sample_rate)).wav
 
     def reset(self):
         """Forget the conversation's turns (the system message stays)."""
-        self.conversation.turns.clear()
+        self.conversation.clear()
 
     # ---- steps ---------------------------------------------------------------------------------
     def _read(self, speech, sample_rate):
@@ -201,14 +236,19 @@ class VoiceChat:
             return time.perf_counter(), None
         if not isinstance(speech, (str, os.PathLike)) and sample_rate is None:
             raise AudioLoadError("speech given as an array needs its sample_rate")
-        wav = self.speech_tokenizer.load(speech, sample_rate)
+        wav = self.speech_input.load(speech, sample_rate)
         return time.perf_counter(), wav
 
     def _tokenize(self, wav, start):
+        """(the prompt's item for `wav`: codes, or for Plus the wave itself; seconds since `start`)."""
         if wav is None:
             return None, 0.0
-        codes = self.speech_tokenizer.encode(wav)
-        return codes, time.perf_counter() - start
+        audio = self.speech_input.encode(wav)
+        return audio, time.perf_counter() - start
+
+    def _continuous(self, audios):
+        """The items among `audios` the decoding program encodes at prefill (Plus: all given)."""
+        return [a for a in audios if a is not None] if self.speech_input.continuous else []
 
     def _prompt_budget(self):
         """Prompt tokens that leave room for max_new_tokens in the cache."""
@@ -221,13 +261,16 @@ class VoiceChat:
     def _executable(self, request):
         """The decoding program of `request`, compiled once per model and shape."""
         programs = _executables.setdefault(self.model, {})
-        key = (request.spec, request.prompt.shape)
+        audio_shapes = tuple((k, v.shape) for k, v in sorted((request.prompt_inputs or {}).items()))
+        key = (request.spec, request.prompt.shape, audio_shapes)
         if key not in programs:
             programs[key] = compile_ahead(self.model, request)
         return programs[key]
 
-    def _run(self, prompt, start, tokenize_s, speak, notes=(), on_end=None):
-        request = prepare(self.model, [prompt], **self.generate_options)  # validates before anything runs
+    def _run(self, prompt, start, tokenize_s, speak, notes=(), on_end=None, audios=()):
+        """`audios`: the continuous audios of `prompt` in placeholder order (Plus)."""
+        inputs = self.speech_input.prompt_inputs(prompt, audios)
+        request = prepare(self.model, [prompt], prompt_inputs=inputs, **self.generate_options)  # validates first
         return self._events(request, prompt, start, tokenize_s, speak, list(notes), on_end)
 
     def _events(self, request, prompt, start, tokenize_s, speak, notes, on_end):
@@ -240,7 +283,7 @@ class VoiceChat:
                              compile_s=time.perf_counter() - compile_start)
         outbox, stop = queue.Queue(), threading.Event()
         worker = self._speech_worker(outbox, clock) if speak else None
-        pump = threading.Thread(target=self._pump, args=(prompt, executable, outbox, stop, worker, clock),
+        pump = threading.Thread(target=self._pump, args=(request, prompt, executable, outbox, stop, worker, clock),
                                 name="vita-jax-llm-events", daemon=True)
         pending = {"llm_done", "speech_done"} if speak else {"llm_done"}
         try:
@@ -281,12 +324,12 @@ class VoiceChat:
                             done=lambda: outbox.put(("speech_done",)), fail=lambda error: outbox.put(("error", error)),
                             clock=clock, queue_size=self.queue_size)
 
-    def _pump(self, prompt, executable, outbox, stop, worker, clock):
+    def _pump(self, request, prompt, executable, outbox, stop, worker, clock):
         """Thread: the LLM's events into `outbox` (stamped), their audio codes to the speech worker."""
         try:
-            events = self.model.stream([prompt], tokenizer=self.text_tokenizer, end_of_audio_id=self.ids.end_of_audio,
-                                       audio_offset=self.ids.audio_offset, num_audio_codes=self.ids.num_audio_codes,
-                                       executable=executable, **self.generate_options)
+            events = stream(self.model, [prompt], tokenizer=self.text_tokenizer, end_of_audio_id=self.ids.end_of_audio,
+                            audio_offset=self.ids.audio_offset, num_audio_codes=self.ids.num_audio_codes,
+                            executable=executable, prompt_inputs=request.prompt_inputs, **self.generate_options)
             try:
                 tail = ()
                 for event in events:

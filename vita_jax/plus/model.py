@@ -42,6 +42,12 @@ class AudioPromptError(ValueError):
     """Placeholders and audios of a call disagree; the message gives the counts."""
 
 
+def audio_count_bucket(count):
+    """Padded number of audios of a call: the next power of two, so that a conversation growing by
+    one audio per turn compiles its programs for 1, 2, 4, 8, ... audios only."""
+    return 1 << max(int(count) - 1, 0).bit_length()
+
+
 def feature_bucket(rows):
     """Padded LFR length for `rows`: a multiple of max(8, 2^(floor(log2 rows) - 3)), i.e. eight
     buckets per octave and less than max(8, rows / 8) padding, so new audio lengths rarely recompile."""
@@ -142,12 +148,14 @@ class PlusModel(VitaAudioModel):
         return self.frontend(audio, sample_rate, rng=rng, name=name)
 
     def audio_batch(self, audios, sample_rate=SAMPLE_RATE, seed=None):
-        """Features of `audios` zero-padded to a length bucket: (features [A, T_bucket, 560], lengths [A])."""
+        """Features of `audios` zero-padded to a length bucket and to a count bucket (extra audios of
+        length 0 last, which no placeholder reaches): (features [A_bucket, T_bucket, 560], lengths [A_bucket])."""
         audios = audio_list(audios)
         feats = [self.features(a, sample_rate, None if seed is None else seed + k, name=f"audios[{k}]")
                  for k, a in enumerate(audios)]
-        lengths = np.array([len(f) for f in feats], np.int32)
-        batch = np.zeros((len(feats), feature_bucket(lengths.max()), FEATURE_SIZE), np.float32)
+        lengths = np.zeros(audio_count_bucket(len(feats)), np.int32)
+        lengths[:len(feats)] = [len(f) for f in feats]
+        batch = np.zeros((len(lengths), feature_bucket(lengths.max()), FEATURE_SIZE), np.float32)
         for k, f in enumerate(feats):
             batch[k, :len(f)] = f
         return batch, lengths
@@ -155,9 +163,10 @@ class PlusModel(VitaAudioModel):
     def encode_batch(self, audios, sample_rate=SAMPLE_RATE, seed=None):
         """Encoder + adapter rows of several audios as one padded batch: (rows [A, T_bucket + 4, H],
         valid rows per audio [A]), float32 numpy."""
+        count = len(audio_list(audios))
         features, lengths = self.audio_batch(audios, sample_rate, seed)
         rows, row_lengths = _encode_audio(self.params, jnp.asarray(features), jnp.asarray(lengths), module=self.module)
-        return np.asarray(rows), np.asarray(row_lengths)
+        return np.asarray(rows)[:count], np.asarray(row_lengths)[:count]
 
     def encode(self, audio, sample_rate=SAMPLE_RATE, seed=None):
         """Encoder + adapter rows [T + 4, H] (float32 numpy) of one audio."""
@@ -166,17 +175,19 @@ class PlusModel(VitaAudioModel):
 
     def audio_prompt(self, input_ids, audios, sample_rate=SAMPLE_RATE):
         """ids (one prompt) with each `<|audio|>` expanded to the placeholders of the matching audio."""
-        rows = [int(num_rows) + NUM_QUERIES for num_rows in self.audio_batch(audios, sample_rate)[1]]
+        count = len(audio_list(audios))
+        rows = [int(num_rows) + NUM_QUERIES for num_rows in self.audio_batch(audios, sample_rate)[1][:count]]
         return expand_audio_tags(input_ids, rows, self.tokens)
 
-    def _prompt_inputs(self, rows, audios, sample_rate, seed):
-        """The encoder inputs of a call (None without audio), placeholders checked against the audios."""
+    def prompt_inputs(self, rows, audios, sample_rate=SAMPLE_RATE, seed=None):
+        """The encoder inputs of a call (`prompt_inputs` of decoding; None without audio), the
+        placeholder runs of `rows` (list of id rows) checked against the audios."""
         audios = audio_list(audios)
         if not audios:
             check_placeholders(rows, self.tokens.context_of_audio, [])
             return None
         features, lengths = self.audio_batch(audios, sample_rate, seed)
-        check_placeholders(rows, self.tokens.context_of_audio, list(lengths + NUM_QUERIES))
+        check_placeholders(rows, self.tokens.context_of_audio, list(lengths[:len(audios)] + NUM_QUERIES))
         return {"features": jnp.asarray(features), "feature_lengths": jnp.asarray(lengths)}
 
     # ---- LLM ------------------------------------------------------------------------------
@@ -185,13 +196,13 @@ class PlusModel(VitaAudioModel):
                 with_logits=True, seed=None):
         """Cache-free forward [B, S] with the audios spliced in; outputs as VitaAudioModel.forward."""
         input_ids = checked_input_ids(self.config, input_ids, segment_ids, positions)
-        inputs = self._prompt_inputs(list(np.asarray(input_ids)), audios, sample_rate, seed) or {}
+        inputs = self.prompt_inputs(list(np.asarray(input_ids)), audios, sample_rate, seed) or {}
         return _plus_forward(self.params, input_ids, inputs.get("features"), inputs.get("feature_lengths"),
                              segment_ids, positions, module=self.module, with_logits=with_logits)
 
     def decode(self, input_ids, audios=None, sample_rate=SAMPLE_RATE, seed=None, **options):
         """`vita_jax.decode.decode` with the audios encoded at prefill: a DecodeResult."""
-        inputs = self._prompt_inputs(prompt_rows(input_ids), audios, sample_rate, seed)
+        inputs = self.prompt_inputs(prompt_rows(input_ids), audios, sample_rate, seed)
         options.setdefault("eos_token_ids", self.tokens.eos_ids)
         return decode(self, input_ids, prompt_inputs=inputs, **options)
 
@@ -202,7 +213,7 @@ class PlusModel(VitaAudioModel):
     def stream(self, input_ids, audios=None, mode="turbo", max_new_tokens=128, sample_rate=SAMPLE_RATE,
                seed=None, **options):
         """Iterator of TextEvent / AudioChunkEvent / EndEvent (audio ids read from the tokenizer files)."""
-        inputs = self._prompt_inputs(prompt_rows(input_ids), audios, sample_rate, seed)
+        inputs = self.prompt_inputs(prompt_rows(input_ids), audios, sample_rate, seed)
         options.setdefault("eos_token_ids", self.tokens.eos_ids)
         return stream(self, input_ids, mode=mode, max_new_tokens=max_new_tokens, prompt_inputs=inputs,
                       end_of_audio_id=self.tokens.end_of_audio, audio_offset=self.tokens.audio_0,

@@ -50,8 +50,10 @@ class VitaAudioPlus(VitaAudio):
         return self.audio_adapter(encoded), lengths
 
     def prompt_embeddings(self, input_ids, features, feature_lengths):
-        """E[input_ids] [B, S, E] with the placeholders replaced by the audios' adapter rows."""
+        """E[input_ids] [B, S, E] with the placeholders replaced by the audios' adapter rows. Audios of
+        feature length 0 are padding (count buckets, training's audio slots): they take no placeholder."""
         rows, lengths = self.encode_audio(features, feature_lengths)
+        lengths = jnp.where(feature_lengths > 0, lengths, 0)
         return splice_audio_rows(self.backbone.embed(input_ids), input_ids, self.context_token_id, rows, lengths)
 
     def __call__(self, input_ids, features=None, feature_lengths=None, segment_ids=None, positions=None,

@@ -109,7 +109,7 @@ class Service:
     def info(self):
         model = self.chat.model
         programs = [{"batch": shape[0], "prompt_bucket": shape[1], "cache_slots": spec.slots,
-                     "lossless": spec.plan is None} for spec, shape in _executables.get(model, {})]
+                     "lossless": spec.plan is None} for spec, shape, _ in _executables.get(model, {})]
         config = model.config
         return {
             "model": self.description, "demo": self.demo,
@@ -119,7 +119,7 @@ class Service:
             "modes": list(self.modes), "default_mode": self.default_mode, "tasks": list(TASKS),
             "max_new_tokens": self.chat.generate_options["max_new_tokens"],
             "speech_policy": self.chat.speech_options["name"], "flow_steps": self.chat.speech_options["n_timesteps"],
-            "input_sample_rate": self.chat.speech_tokenizer.feature_config.sampling_rate,
+            "input_sample_rate": self.chat.speech_input.sample_rate,
             "output_sample_rate": self.chat.speech_decoder.sample_rate,
             "max_audio_s": self.max_audio_s, "compiled_modes": sorted(self.compiled_modes),
             "compiled_programs": programs, "warmup_s": self.warmup_s,

@@ -32,10 +32,14 @@ from vita_jax.train.fused_cross_entropy import check_token_chunk
 from vita_jax.train.metrics import MetricsWriter, peak_flops_per_device, train_flops_per_token
 from vita_jax.train.model_init import initial_params
 from vita_jax.train.optimizer import group_schedules, make_optimizer
-from vita_jax.train.param_groups import param_labels
+from vita_jax.train.param_groups import ENCODER, param_labels
 from vita_jax.train.run_identity import RunConfigMismatch, check_resumable, resolve_workdir
 from vita_jax.train.train_state import abstract_state, init_train_state, jit_train_step
-from vita_jax.train.train_step import BATCH_FIELDS, LossConfig
+from vita_jax.train.plus_init import initial_plus_params
+from vita_jax.train.train_step import AUDIO_FIELDS, BATCH_FIELDS, LossConfig
+
+
+CONTEXT_OF_AUDIO = "<|context_of_audio|>"  # VITA-Audio-Plus's placeholder token
 
 
 class TrainingDiverged(RuntimeError):
@@ -75,9 +79,10 @@ def _message_texts(path):
     return texts
 
 
-def build_tokenizer(data_cfg, workdir):
+def build_tokenizer(data_cfg, workdir, extra_special_tokens=()):
     """The configured tokenizer directory, or "tiny": a small BPE trained on the data (demo, tests);
-    saved, extended and with a chat template, in {workdir}/tokenizer."""
+    saved, extended (plus `extra_special_tokens` appended unless present) and with a chat
+    template, in {workdir}/tokenizer."""
     if data_cfg.tokenizer != "tiny":
         tokenizer = load_extended_tokenizer(data_cfg.tokenizer, data_cfg.num_audio_codes)
     else:
@@ -87,12 +92,23 @@ def build_tokenizer(data_cfg, workdir):
         out = os.path.join(workdir, "tiny_tokenizer")
         build_tiny_tokenizer(texts, out)
         tokenizer = load_extended_tokenizer(out, data_cfg.num_audio_codes)
+    missing = [t for t in extra_special_tokens if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = CHATML_TEMPLATE
     if jax.process_index() == 0:
         with atomic_directory(os.path.join(workdir, TOKENIZER_DIR), replaceable=lambda _: True) as tmp:
             tokenizer.save_pretrained(tmp)
     return tokenizer
+
+
+def trainable_groups(cfg):
+    """optim.trainable, plus the Plus encoder when plus.train_encoder."""
+    trainable = tuple(cfg.optim.trainable)
+    if "plus" in cfg and cfg.plus.enabled and cfg.plus.train_encoder and ENCODER not in trainable:
+        trainable += (ENCODER,)
+    return trainable
 
 
 def speech_tokenizer(data_cfg):
@@ -128,16 +144,25 @@ def train(cfg, progress=True, stop_after_steps=None):
             raise
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor,
                      devices=jax.devices()[:cfg.mesh.devices] if cfg.mesh.devices else None)
-    tokenizer = build_tokenizer(cfg.data, workdir)
+    plus = cfg.plus if "plus" in cfg and cfg.plus.enabled else None
+    tokenizer = build_tokenizer(cfg.data, workdir, (CONTEXT_OF_AUDIO,) if plus else ())
     ids = VocabIds.of(tokenizer)
-    mcfg, params, hf_config = initial_params(cfg, ids.vocab_size, mesh)
-    module = VitaAudio(mcfg)
-    labels = param_labels(params, tuple(cfg.optim.trainable))
+    plus_start, plus_encoding = None, None
+    if plus:  # the appended <|context_of_audio|> is no audio code
+        ids = dataclasses.replace(ids, num_audio_codes=cfg.data.num_audio_codes)
+        context_id = tokenizer.convert_tokens_to_ids(CONTEXT_OF_AUDIO)
+        plus_start = initial_plus_params(cfg, ids.vocab_size, context_id, mesh)
+        mcfg, params, hf_config, module = plus_start.config, plus_start.params, plus_start.hf_config, plus_start.module
+        plus_encoding = (plus_start.frontend, context_id, plus.max_audios_per_row, plus.max_audio_frames)
+    else:
+        mcfg, params, hf_config = initial_params(cfg, ids.vocab_size, mesh)
+        module = VitaAudio(mcfg)
+    labels = param_labels(params, trainable_groups(cfg))
     tx = make_optimizer(cfg.optim, cfg.train.steps, labels)
     state, state_sh = init_train_state(params, tx, mesh)
 
-    data = make_batch_iterator(cfg.data, make_encoder(cfg.data, tokenizer, ids, speech_tokenizer(cfg.data)),
-                               cfg.train.global_batch_size)
+    encoder = make_encoder(cfg.data, tokenizer, ids, speech_tokenizer(cfg.data), plus=plus_encoding)
+    data = make_batch_iterator(cfg.data, encoder, cfg.train.global_batch_size)
     restored = ckpt.restore_latest(abstract_state(state, state_sh), data)
     if restored is not None:
         state = restored[0]
@@ -162,7 +187,7 @@ def train(cfg, progress=True, stop_after_steps=None):
             local = next(data)
             for reason, n in zip(SKIP_REASONS, np.asarray(local["skipped"]).sum(axis=0)):
                 skipped[reason] += int(n)
-            batch = global_batch({k: local[k] for k in BATCH_FIELDS}, mesh)
+            batch = global_batch({k: local[k] for k in BATCH_FIELDS + AUDIO_FIELDS if k in local}, mesh)
             state, metrics = step_fn(state, batch)
             loss = float(metrics["loss"])
             if not np.isfinite(loss):
@@ -200,21 +225,38 @@ def train(cfg, progress=True, stop_after_steps=None):
         data.close()
     final_dir = None
     if cfg.export.enabled and end == cfg.train.steps:
-        final_dir = export(cfg, mcfg, state["params"], hf_config, workdir)
+        final_dir = export(cfg, mcfg, state["params"], hf_config, workdir, plus_start)
     return TrainResult(losses=losses, final_step=int(state["step"]), skipped=skipped, final_dir=final_dir,
                        workdir=workdir)
 
 
-def export(cfg, mcfg, params, hf_config, workdir):
+def export(cfg, mcfg, params, hf_config, workdir, plus_start=None):
     """{workdir}/final (this project's checkpoint: the next stage's init.checkpoint) and, when
-    export.hf_dir is set, the Hugging Face layout; both carry the run's tokenizer."""
+    export.hf_dir is set, the Hugging Face layout; both carry the run's tokenizer (and, for
+    VITA-Audio-Plus, the front end's am.mvn)."""
     if jax.process_count() > 1:
         logging.warning("export skipped in a multi-process run: rerun the same command in one process "
                         "(it restores the final checkpoint, trains no further and exports)")
         return None
     final_dir = os.path.join(workdir, "final")
-    model = VitaAudioModel(mcfg, jax.device_get(params), hf_config, side_files_dir=os.path.join(workdir, TOKENIZER_DIR))
+    side = os.path.join(workdir, TOKENIZER_DIR)
+    if plus_start is not None:
+        model = plus_model(plus_start, mcfg, jax.device_get(params), side)
+    else:
+        model = VitaAudioModel(mcfg, jax.device_get(params), hf_config, side_files_dir=side)
     model.save(final_dir)
     if cfg.export.hf_dir:
         model.save_pretrained(cfg.export.hf_dir, dtype=cfg.export.dtype)
     return final_dir
+
+
+def plus_model(plus_start, mcfg, params, side):
+    """The trained PlusModel; the am.mvn joins the run's tokenizer files in `side`."""
+    import shutil
+
+    from vita_jax.convert.plus_checkpoint import CMVN_FILE, read_plus_tokens
+    from vita_jax.plus import PlusModel
+
+    shutil.copy2(plus_start.cmvn_file, os.path.join(side, CMVN_FILE))
+    return PlusModel(mcfg, params, plus_start.audio_config, plus_start.frontend, read_plus_tokens(side),
+                     plus_start.hf_config, side)

@@ -41,8 +41,13 @@ def head_sums(module, params, batch, num_modules, main_head, detach_backbone, hi
     """(summed NLL [H], correct predictions [H]) over the heads of `head_offsets`. `hidden_sharding`
     (a NamedSharding of [B, T, E]) pins the hidden states to the batch layout on a mesh;
     `loss_chunk` / `vocab_block`: token chunk (0 = whole length) and vocabulary block of the fused loss."""
-    out = module.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
-                       detach_backbone=detach_backbone, with_logits=False)
+    audio = {}
+    if "audio_features" in batch:  # VITA-Audio-Plus: the rows' audio slots, flattened in row order
+        features = batch["audio_features"]
+        audio = {"features": features.reshape(-1, *features.shape[2:]),
+                 "feature_lengths": batch["audio_lengths"].reshape(-1)}
+    out = module.apply({"params": params}, batch["input_ids"], segment_ids=batch["segment_ids"],
+                       positions=batch["positions"], detach_backbone=detach_backbone, with_logits=False, **audio)
     hiddens = ([out.hidden] if main_head else []) + list(out.mctp_hidden)
     if hidden_sharding is not None:
         hiddens = [jax.lax.with_sharding_constraint(h, hidden_sharding) for h in hiddens]

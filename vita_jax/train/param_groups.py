@@ -1,4 +1,5 @@
-"""Parameter groups from parameter paths: "backbone" (backbone/...), "mctp" (mctp_k/...), "frozen".
+"""Parameter groups from parameter paths: "backbone" (backbone/...), "mctp" (mctp_k/...), "frozen";
+VITA-Audio-Plus adds "encoder" (audio_encoder/..., SenseVoice) and "adapter" (audio_adapter/...).
 
 A group that a stage does not train is labelled "frozen": its optimizer is optax.set_to_zero
 (no state) and its parameters are returned unchanged (bit-identical) by `apply_updates`.
@@ -7,7 +8,9 @@ A group that a stage does not train is labelled "frozen": its optimizer is optax
 import jax
 
 BACKBONE, MCTP, FROZEN = "backbone", "mctp", "frozen"
-GROUPS = (BACKBONE, MCTP)
+ENCODER, ADAPTER = "encoder", "adapter"
+GROUPS = (BACKBONE, MCTP, ENCODER, ADAPTER)
+AUDIO_GROUPS = {"audio_encoder": ENCODER, "audio_adapter": ADAPTER}
 
 
 def group_of(path):
@@ -16,6 +19,8 @@ def group_of(path):
         return BACKBONE
     if top.startswith("mctp_"):
         return MCTP
+    if top in AUDIO_GROUPS:
+        return AUDIO_GROUPS[top]
     raise ValueError(f"parameter {jax.tree_util.keystr(path)} belongs to no group ({', '.join(GROUPS)})")
 
 

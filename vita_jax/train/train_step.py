@@ -18,15 +18,16 @@ import optax
 from vita_jax.sharding import activation_rules, activation_sharding
 from vita_jax.train.fused_cross_entropy import FusedLossSettings
 from vita_jax.train.loss import combine, head_counts, head_offsets, head_sums
-from vita_jax.train.param_groups import BACKBONE, FROZEN, apply_updates
+from vita_jax.train.param_groups import ADAPTER, BACKBONE, ENCODER, FROZEN, apply_updates
 
 BATCH_FIELDS = ("input_ids", "labels", "segment_ids", "positions")
+AUDIO_FIELDS = ("audio_features", "audio_lengths")  # VITA-Audio-Plus rows (data/packing.py)
 
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     num_modules: int
-    train_backbone: bool  # False: backbone detached, no CE_main
+    train_backbone: bool  # False: backbone detached, no CE_main (kept when the Plus encoder or adapter trains)
     mtp_loss_weight: float = 1.0
     loss_chunk: int = 0  # token chunk of the fused loss (0 = the whole length)
     loss_vocab_block: int = FusedLossSettings.vocab_block
@@ -34,8 +35,8 @@ class LossConfig:
     @classmethod
     def of(cls, model_config, trainable, mtp_loss_weight, loss_chunk=0,
            loss_vocab_block=FusedLossSettings.vocab_block):
-        return cls(model_config.num_mctp_modules, BACKBONE in trainable, float(mtp_loss_weight), int(loss_chunk),
-                   int(loss_vocab_block))
+        return cls(model_config.num_mctp_modules, bool({BACKBONE, ENCODER, ADAPTER} & set(trainable)),
+                   float(mtp_loss_weight), int(loss_chunk), int(loss_vocab_block))
 
     @classmethod
     def of_run(cls, cfg, model_config):
@@ -93,7 +94,7 @@ def make_train_step(module, tx, labels, loss_cfg, microbatches=1, mesh=None):
             return unconstrained_step(state, batch)
 
     def unconstrained_step(state, batch):
-        batch = {k: batch[k] for k in BATCH_FIELDS}
+        batch = {k: batch[k] for k in BATCH_FIELDS + AUDIO_FIELDS if k in batch}
         params = state["params"]
         counts = head_counts(batch, loss_cfg.offsets)
         (loss, (nll, correct)), grads = gradients(params, batch, counts)
