@@ -3,24 +3,35 @@
     python -m benchmarks.speech_decoder_speed [--seconds 1 5 20] [--stream-chunks 12] [--context 10]
 
 Offline: real-time factor (audio seconds per wall second; higher is faster) of token2wav for
-1, 5 and 20 s of audio, split into flow and HiFT, with the compile time of the first call
-reported apart. Streaming: 10-code chunks; latency of the first chunk and the cost of every
-later chunk, warm (programs compiled by a first pass over the same stream), with the whole
-history as context (the original's semantics) and with a bounded context.
+1, 5 and 20 s of audio, split into flow and HiFT: median and spread of `--repeats` warm runs,
+the compile time of the first call reported apart, beside the original GLM-4-Voice PyTorch
+code's figures recorded on a machine of this project's CI kind (2-core AMD EPYC, AVX-512).
+Streaming: 10-code chunks; latency of the first chunk and the cost of every later chunk, warm
+(programs compiled by a first pass over the same stream), with the whole history as context
+(the original's semantics) and with a bounded context.
 """
 
 import argparse
 import shlex
+import statistics
 import sys
 import time
 
 import jax
 import numpy as np
 
+from benchmarks.machine import machine_line, repeat, summary
 from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig
 from vita_jax.audio.decoder_params import random_decoder_params
 from vita_jax.audio.speech_decoder import SpeechDecoder
 from vita_jax.audio.streaming_decoder import StreamingDecoder
+
+
+# The original GLM-4-Voice code (`token2wav`, float32, random weights of the real sizes, median of 3
+# warm runs) measured on a 2-core AMD EPYC (AVX-512) machine of the CI kind at load ~1-2 (issue 16):
+# recorded reference values, not measured by this script. Audio seconds per wall second by codes.
+ORIGINAL_RTF = {13: 0.203, 63: 0.337, 250: 0.285}
+ORIGINAL_FIRST_CHUNK_S = 3.94
 
 
 def timed(fn, *args, **kwargs):
@@ -29,19 +40,25 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def offline_row(dec, seconds, rng):
+def offline_row(dec, seconds, rng, repeats):
     n_tokens = int(round(seconds * dec.cfg.flow.input_frame_rate))
     codes = rng.integers(0, dec.cfg.flow.vocab_size, n_tokens)
     mel, first_flow = timed(dec.token2mel, codes)
     wav, first_hift = timed(dec.mel2wav, mel)
-    mel, flow_s = timed(dec.token2mel, codes)
-    wav, hift_s = timed(dec.mel2wav, mel)
+    flow_s = repeat(lambda: dec.token2mel(codes), repeats)
+    hift_s = repeat(lambda: dec.mel2wav(mel), repeats)
     audio_s = len(wav) / dec.sample_rate
     return {
         "seconds": seconds, "tokens": n_tokens, "frames": mel.shape[1], "audio_s": audio_s,
-        "flow_s": flow_s, "hift_s": hift_s, "rtf": audio_s / (flow_s + hift_s),
-        "compile_s": first_flow + first_hift - flow_s - hift_s,
+        "flow_s": flow_s, "hift_s": hift_s, "rtf": [audio_s / (f + h) for f, h in zip(flow_s, hift_s)],
+        "compile_s": first_flow + first_hift - min(flow_s) - min(hift_s),
     }
+
+
+def reference(n_tokens):
+    """The original's recorded RTF for the nearest recorded length (within 2 codes), or None."""
+    near = [k for k in ORIGINAL_RTF if abs(k - n_tokens) <= 2]
+    return ORIGINAL_RTF[near[0]] if near else None
 
 
 def stream_costs(dec, chunks, context_tokens):
@@ -59,9 +76,11 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, nargs="+", default=[1, 5, 20])
     ap.add_argument("--stream-chunks", type=int, default=12, help="10-code chunks per benchmarked stream")
     ap.add_argument("--context", type=int, nargs="+", default=[10], help="bounded stream contexts (codes)")
+    ap.add_argument("--repeats", type=int, default=3, help="warm runs per offline length (median and spread)")
     args = ap.parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
     print("command: python -m benchmarks.speech_decoder_speed " + " ".join(shlex.quote(a) for a in given))
+    print(machine_line())
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s), float32")
 
     cfg = DecoderConfig(FlowConfig(), HiftConfig())
@@ -71,12 +90,17 @@ def main(argv=None):
     print(f"real config, random weights: {n_params / 1e6:.1f} M parameters (init {init_s:.1f} s)\n")
 
     rng = np.random.default_rng(0)
-    print("offline token2wav (warm; compile = first call minus a warm call)")
-    print(f"{'audio':>7} {'codes':>6} {'frames':>7} {'flow s':>8} {'hift s':>8} {'RTF':>6} {'compile s':>10}")
+    print(f"offline token2wav: median (min-max) of {args.repeats} warm runs; compile = first call minus the best"
+          " warm call; original = the recorded reference above (not measured here)")
+    print("| audio | codes | frames | flow s | HiFT s | RTF (audio s / wall s) | original RTF | ratio | compile s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for seconds in args.seconds:
-        r = offline_row(dec, seconds, rng)
-        print(f"{r['audio_s']:6.2f}s {r['tokens']:6d} {r['frames']:7d} {r['flow_s']:8.2f} {r['hift_s']:8.2f} "
-              f"{r['rtf']:6.2f} {r['compile_s']:10.1f}", flush=True)
+        r = offline_row(dec, seconds, rng, args.repeats)
+        ref = reference(r["tokens"])
+        ratio = f"{statistics.median(r['rtf']) / ref:.2f}x" if ref else "-"
+        print(f"| {r['audio_s']:.2f} s | {r['tokens']} | {r['frames']} | {summary(r['flow_s'])} | "
+              f"{summary(r['hift_s'])} | {summary(r['rtf'])} | {ref or '-'} | {ratio} | {r['compile_s']:.1f} |",
+              flush=True)
 
     chunks = [rng.integers(0, cfg.flow.vocab_size, 10) for _ in range(args.stream_chunks)]
     print(f"\nstreaming, {args.stream_chunks} chunks of 10 codes (0.8 s of audio each), warm")
@@ -84,7 +108,8 @@ def main(argv=None):
         _, warm_s = timed(stream_costs, dec, chunks, context)  # compiles every program this stream uses
         costs = stream_costs(dec, chunks, context)
         label = "full history (original)" if context is None else f"last {context} codes"
-        print(f"context {label}: first chunk {costs[0]:.2f} s; per chunk " + " ".join(f"{c:.2f}" for c in costs[1:])
+        print(f"context {label}: first chunk {costs[0]:.2f} s (original, recorded: {ORIGINAL_FIRST_CHUNK_S} s); "
+              "per chunk " + " ".join(f"{c:.2f}" for c in costs[1:])
               + f"  (first pass incl. compiles {warm_s:.1f} s)", flush=True)
 
 

@@ -23,7 +23,7 @@ from vita_jax.audio.wav_io import AudioLoadError, check_waveform, load_audio, re
 from vita_jax.audio.whisper_vq import WhisperVQEncoder
 from vita_jax.convert.tokenizer_checkpoint import load_checkpoint
 
-BATCH_TOKEN_BUDGET = 1024  # codes per encoder call (~82 s of audio): bounds memory, fills the CPU
+BATCH_TOKEN_BUDGET = 512  # codes per encoder call (~41 s of audio); larger ones spill the caches (docs/speech-speed.md)
 BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # row counts a partial batch is padded to
 
 
