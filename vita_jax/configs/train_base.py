@@ -61,9 +61,13 @@ def tiny_variant(cfg):
 
 
 def finish(cfg, arg):
-    """Apply the `:tiny` variant when asked (`--config configs/stage1_alignment.py:tiny`)."""
+    """Apply the `:tiny` or `:toy` variant when asked (`--config configs/stage1_alignment.py:tiny`)."""
     if arg == "tiny":
         return tiny_variant(cfg)
+    if arg == "toy":
+        from vita_jax.configs.toy import toy_variant
+
+        return toy_variant(cfg)
     if arg:
-        raise ValueError(f"unknown config variant {arg!r}; use ':tiny' or nothing")
+        raise ValueError(f"unknown config variant {arg!r}; use ':tiny', ':toy' or nothing")
     return cfg
