@@ -84,7 +84,7 @@ def main(argv=None):
     parser.add_argument("--checkpoint", help="a toy checkpoint (default: the packaged trained toy)")
     parser.add_argument("--accuracy-samples", type=int, default=128, help="held-out records for module accuracy")
     parser.add_argument("--decode-prompts", type=int, default=12, help="held-out prompts decoded in every mode")
-    parser.add_argument("--max-new-tokens", type=int, default=160)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--png", help="write the plot here (matplotlib)")
     parser.add_argument("--from-json", help="print and plot a saved report instead of measuring")

@@ -149,7 +149,7 @@ def main(argv):
             parser.error("--demo uses the built-in toy: no --checkpoint, --prompt or --input-ids")
         from vita_jax.cli import toy_demo
 
-        toy_demo.main(max_new_tokens=min(args.max_new_tokens, 160))
+        toy_demo.main(max_new_tokens=min(args.max_new_tokens, 128))
         return 0
     if voice.wants_speech(args):
         voice.check_arguments(parser, args)

@@ -15,7 +15,7 @@ def show_answer(tokenizer, answer, width=18):
     return f"{text!r} + {len(codes)} codes [{shown}]"
 
 
-def main(max_new_tokens=160, prompts=3):
+def main(max_new_tokens=128, prompts=3):
     print(BANNER.format(path=TOY_CHECKPOINT), flush=True)
     model, tokenizer = load_toy()
     records = heldout_records(prompts, tasks=("tts", "spoken_chat"))

@@ -162,7 +162,7 @@ def word_error_rate(hypothesis, reference):
     return d[len(h)] / max(len(r), 1)
 
 
-def compare_modes(model, tokenizer, records, modes=MODES, max_new_tokens=160):
+def compare_modes(model, tokenizer, records, modes=MODES, max_new_tokens=128):
     """Decode every record's prompt in every mode; report agreement with Vanilla, speed, lossless
     acceptance, and the task scores of Vanilla's answers (ASR exact match / WER, TTS code accuracy)."""
     ids = VocabIds.of(tokenizer)
