@@ -122,10 +122,12 @@ def decode_all(model, prompts, mode, eos_ids, max_new_tokens):
         answers.append([int(t) for t in result.sequences[0, :int(result.num_tokens[0])]])
         forwards += result.backbone_forwards
         if result.acceptance is not None:
-            # acceptance[k]: fraction of this prompt's rounds that kept draft k; a round = one backbone forward
-            weighted = np.asarray(result.acceptance) * result.backbone_forwards
+            # acceptance[k]: fraction of this prompt's draft rounds that kept draft k; every backbone
+            # forward after the prefill is one draft-and-verify round
+            prompt_rounds = result.backbone_forwards - 1
+            weighted = np.asarray(result.acceptance) * prompt_rounds
             accepted = weighted if accepted is None else accepted + weighted
-            rounds += result.backbone_forwards
+            rounds += prompt_rounds
     seconds = time.perf_counter() - start
     acceptance = None if accepted is None else (accepted / max(rounds, 1)).tolist()
     return answers, seconds, forwards, acceptance
