@@ -21,7 +21,7 @@ def measure(args):
     accuracy = module_accuracy(model, tokenizer, heldout_records(args.accuracy_samples))
     decode_records = heldout_records(args.decode_prompts, tasks=("tts", "spoken_chat", "asr"))
     report = compare_modes(model, tokenizer, decode_records, max_new_tokens=args.max_new_tokens)
-    report["module_accuracy"] = accuracy
+    report["module_accuracy"] = {**accuracy, "samples": args.accuracy_samples}
     report["checkpoint"] = args.checkpoint or TOY_CHECKPOINT
     return report
 
