@@ -30,12 +30,11 @@ def test_short_curriculum_learns_the_toy(tmp_path):
     """Stages 1 and 2 of the toy curriculum, shortened: the backbone's and module 0's losses fall
     and module 0's audio accuracy beats the most frequent code and copying the previous code."""
     from vita_jax.model import load_pretrained
-    from vita_jax.toy.evaluate import load_toy
     from vita_jax.train.loop import train
 
-    data = write_corpus(str(tmp_path / "data"), num_train=800, num_heldout=40)
+    data = write_corpus(str(tmp_path / "data"), num_train=600, num_heldout=40)
     init, losses = "", {}
-    for stage, steps in ((STAGES[0], 150), (STAGES[1], 60)):
+    for stage, steps in ((STAGES[0], 70), (STAGES[1], 40)):
         cfg = toy_stage_config(stage, data, str(tmp_path / stage), init, steps)
         result = train(cfg, progress=False)
         losses[stage] = [result.losses[s] for s in sorted(result.losses)]
