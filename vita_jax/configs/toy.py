@@ -13,9 +13,9 @@ TOY_AUDIO_CODES = 64  # 16 phoneme units x 4 coarticulation variants; the tiny s
 # (spec section 6); stages 3 and 4 run all 10 modules, so a smaller batch keeps them within minutes
 TOY_SCHEDULE = {
     "stage1_alignment": (400, 16, {"backbone": 3e-3}),
-    "stage2_single_mctp": (100, 16, {"mctp": 3e-3}),
-    "stage3_multi_mctp": (150, 8, {"mctp": 3e-3}),
-    "stage4_sft": (100, 8, {"backbone": 3e-4, "mctp": 1e-3}),
+    "stage2_single_mctp": (80, 16, {"mctp": 3e-3}),
+    "stage3_multi_mctp": (100, 8, {"mctp": 3e-3}),
+    "stage4_sft": (60, 8, {"backbone": 3e-4, "mctp": 1e-3}),
 }
 
 
