@@ -26,6 +26,8 @@ def load_toy(path=TOY_CHECKPOINT):
     """(model, extended tokenizer) of a toy checkpoint carrying its tokenizer (hf_files)."""
     from vita_jax.model import load_pretrained
 
+    if path == TOY_CHECKPOINT and not os.path.isdir(path):
+        raise FileNotFoundError(f"the built-in trained toy is missing ({path}): run `make toy` to build it")
     model = load_pretrained(path, progress=False)
     if model.side_files_dir is None:
         raise FileNotFoundError(f"{path}: no tokenizer files (hf_files/) beside the toy's parameters")
