@@ -1,9 +1,10 @@
 # `make demo`: install and run the main job on a built-in tiny default.
 # `make test`: install (with the test-only torch CPU build) and run the test suite.
+# `make toy`: rebuild the built-in trained toy (corpus, the 4 stages through train.py, figures).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test
+.PHONY: install demo test toy
 
 $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +20,14 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) infer.py --demo
+
+TOY_STAGES := stage1_alignment stage2_single_mctp stage3_multi_mctp stage4_sft
+toy: install
+	$(PY) -m vita_jax.data.toy_corpus --out runs/toy/data
+	rm -rf $(addprefix runs/toy/,$(TOY_STAGES))
+	for stage in $(TOY_STAGES); do $(PY) train.py --config $$stage:toy || exit 1; done
+	rm -rf vita_jax/toy/checkpoint && cp -r runs/toy/stage4_sft/final vita_jax/toy/checkpoint
+	$(PY) benchmarks/mctp_toy.py --json vita_jax/toy/figures.json --png docs/toy-mctp.png
 
 test: install
 	$(PY) -m pytest -q tests

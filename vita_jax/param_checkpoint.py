@@ -64,6 +64,7 @@ def load_params(path, kind=None, target=None):
     """Restore (params, metadata). `target`: optional pytree of jax.ShapeDtypeStruct
     (with `.sharding`) to restore onto explicit shardings; default: host arrays as saved."""
     meta = read_metadata(path, kind)
+    path = os.path.abspath(path)  # orbax refuses relative paths
     with ocp.StandardCheckpointer() as ckptr:
         if target is None:
             abstract = ckptr.metadata(os.path.join(path, "params")).item_metadata

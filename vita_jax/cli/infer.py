@@ -1,6 +1,7 @@
 """Inference: speech in, speech out (spoken chat, ASR, TTS), or interleaved tokens from an LLM alone.
 
-    python infer.py --demo [--audio question.wav]                   # tiny random parts, no download
+    python infer.py --demo                                          # the built-in trained toy, every mode
+    python infer.py --demo --audio question.wav                     # speech in/out: toy LLM, tiny random speech parts
     python infer.py --checkpoint LLM --speech-tokenizer TOK --speech-decoder DEC --audio q.wav --out a.wav
     python infer.py ... --task asr --audio q.wav | --task tts --text "Hi" [--voice ref.wav]
     python infer.py ... --interactive                               # multi-turn, stdin: text or wav paths
@@ -105,7 +106,8 @@ def print_timings(report):
 def build_parser():
     parser = CommandParser(description=__doc__)
     parser.add_argument("--demo", action="store_true",
-                        help="the speech path on tiny random checkpoints of all three parts, made on the fly")
+                        help="the built-in trained toy decoded in every mode; with speech flags, the speech path on "
+                             "the toy LLM and tiny random speech tokenizer and decoder")
     parser.add_argument("--checkpoint", help="LLM: Hugging Face or vita_jax checkpoint directory (with its tokenizer)")
     parser.add_argument("--prompt", help="user message (the chat template is applied)")
     parser.add_argument("--system", help="optional system message")
@@ -142,6 +144,13 @@ def decoding_options(args):
 def main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.demo and not voice.speech_task_flags(args):
+        if args.prompt is not None or args.input_ids is not None or args.checkpoint:
+            parser.error("--demo uses the built-in toy: no --checkpoint, --prompt or --input-ids")
+        from vita_jax.cli import toy_demo
+
+        toy_demo.main(max_new_tokens=min(args.max_new_tokens, 128))
+        return 0
     if voice.wants_speech(args):
         voice.check_arguments(parser, args)
         voice.main(args, decoding_options(args))  # returns the turn's end event, not a status

@@ -23,7 +23,7 @@ from vita_jax.cli.errors import UsageError, command
 from vita_jax.configs import STAGES, resolve_config_arg
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, f"stage config: a file (configs/stage*.py[:tiny]) or a stage name ({', '.join(STAGES)})[:tiny]",
+    "config", None, f"stage config: a file (configs/stage*.py[:tiny|:toy]) or a stage name ({', '.join(STAGES)})[:tiny|:toy]",
     lock_config=True)
 HELP_FLAGS = ("-h", "--help", "-?", "--helpshort", "--helpfull")
 
@@ -39,8 +39,8 @@ def _parse_flags(argv):
         value = arg[len("--config="):] if arg.startswith("--config=") else (
             argv[i + 1] if arg == "--config" and i + 1 < len(argv) else None)
         if value is not None and not os.path.isfile(value.partition(":")[0]):
-            raise UsageError(f"--config {value}: no such config file; give configs/stage*.py[:tiny] "
-                             f"or a stage name ({', '.join(STAGES)})[:tiny]")
+            raise UsageError(f"--config {value}: no such config file; give configs/stage*.py[:tiny|:toy] "
+                             f"or a stage name ({', '.join(STAGES)})[:tiny|:toy]")
     try:
         return flags.FLAGS(argv)
     except flags.Error as err:

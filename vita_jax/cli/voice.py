@@ -14,12 +14,10 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")
 REAL_PARTS = ("--checkpoint VITA-MLLM/VITA-Audio-Boost (or VITA-Audio-Balance, VITA-Audio-Plus-Vanilla), "
               "--speech-tokenizer THUDM/glm-4-voice-tokenizer, --speech-decoder THUDM/glm-4-voice-decoder "
               "(local copies of these published checkpoints)")
-DEMO_BANNER = ("--demo: tiny RANDOM checkpoints of all three parts (LLM, speech tokenizer, speech decoder) were just "
-               "made, so the text is gibberish and the audio is noise; the path and its timings are real (a first turn's "
-               "times include compiling the LLM's and the speech decoder's programs). Random "
-               "weights almost never close an audio span, so the demo forces the release's Boost interleaving "
-               "(1 text token, 10 audio tokens, 4 text, 10 audio, ...) with a logits mask (same compute). For real "
-               "speech use " + REAL_PARTS + ".")
+DEMO_BANNER = ("--demo: the LLM is the built-in trained toy (a synthetic spoken language, docs/toy-mctp.md); the speech "
+               "tokenizer and decoder are tiny RANDOM checkpoints just made, so the toy hears random codes and the "
+               "audio is noise; the path and its timings are real (a first turn's times include compiling the LLM's "
+               "and the speech decoder's programs). For real speech use " + REAL_PARTS + ".")
 
 
 def add_arguments(parser):
@@ -41,12 +39,17 @@ def add_arguments(parser):
     group.add_argument("--flow-steps", type=int, default=1, help="the decoder's flow-matching steps (release "
                                                                  "streams with 1, decodes offline with 10)")
     group.add_argument("--force-interleave", action="store_true",
-                       help="force the Boost text/audio pattern with a logits mask (random weights; on in --demo)")
+                       help="force the Boost text/audio pattern with a logits mask (random weights)")
+
+
+def speech_task_flags(args):
+    """Whether any flag asks for a speech task."""
+    return bool(args.task or args.audio or args.voice or args.interactive or args.speech_tokenizer
+                or args.speech_decoder or args.text is not None)
 
 
 def wants_speech(args):
-    return bool(args.demo or args.task or args.audio or args.voice or args.interactive or args.speech_tokenizer
-                or args.speech_decoder or args.text is not None)
+    return bool(args.demo or speech_task_flags(args))
 
 
 def missing_parts(args):
@@ -100,17 +103,19 @@ def check_arguments(parser, args):
 
 
 def build_pipeline(args, options, root=None):
-    """VoiceChat from the flags (or tiny random parts written under `root` for --demo)."""
+    """VoiceChat from the flags (for --demo: the trained toy and tiny random speech parts written under `root`)."""
     from vita_jax.decode.forced_pattern import ForcedInterleave
 
     if args.demo:
-        from vita_jax.pipeline.random_parts import write_random_parts
+        from vita_jax.pipeline.random_parts import write_random_decoder, write_random_speech_tokenizer
+        from vita_jax.toy.evaluate import TOY_CHECKPOINT
 
-        dirs = write_random_parts(root)
+        dirs = (TOY_CHECKPOINT, write_random_speech_tokenizer(os.path.join(root, "tiny-glm-4-voice-tokenizer")),
+                write_random_decoder(os.path.join(root, "tiny-glm-4-voice-decoder")))
     else:
         dirs = (args.checkpoint, args.speech_tokenizer, args.speech_decoder)
     chat = VoiceChat.from_dirs(*dirs, speech_policy=args.speech_policy, flow_steps=args.flow_steps, **options)
-    if args.demo or args.force_interleave:
+    if args.force_interleave:
         ids = chat.ids
         chat.generate_options["forced_interleave"] = ForcedInterleave(
             ids.begin_of_audio, ids.end_of_audio, ids.audio_offset, ids.num_audio_codes,
@@ -201,7 +206,7 @@ def main(args, options):
     """Run the speech task the (checked) flags ask for."""
     with tempfile.TemporaryDirectory(prefix="vita-jax-demo-") as root:
         if args.demo and not args.json:
-            print("making tiny random checkpoints ...", flush=True)
+            print("making tiny random speech tokenizer and decoder checkpoints ...", flush=True)
         chat = build_pipeline(args, options, root)
         if args.demo and not args.json:
             print(DEMO_BANNER, flush=True)

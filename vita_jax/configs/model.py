@@ -1,4 +1,4 @@
-"""Model geometries. `get_config("tiny" | "qwen2.5-0.5b" | "vita-audio-7b")` returns a ModelConfig."""
+"""Model geometries. `get_config("tiny" | "toy" | "qwen2.5-0.5b" | "vita-audio-7b")` returns a ModelConfig."""
 
 from vita_jax.model_config import ModelConfig
 
@@ -9,6 +9,16 @@ def tiny():
         vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=2,
         num_heads=4, num_kv_heads=2, rope_theta=10000.0, max_position_embeddings=512,
         num_mctp_modules=3,
+    )
+
+
+def toy():
+    """The toy MCTP experiment's geometry (docs/toy-mctp.md): 3 backbone layers, K=10 modules, the toy
+    corpus's vocabulary (484 tokens: BPE words + specials + 64 audio codes, padded to 488)."""
+    return ModelConfig(
+        vocab_size=488, hidden_size=64, intermediate_size=192, num_layers=3,
+        num_heads=4, num_kv_heads=2, rope_theta=10000.0, max_position_embeddings=1024,
+        num_mctp_modules=10,
     )
 
 
@@ -30,7 +40,7 @@ def vita_audio_7b():
     )
 
 
-PRESETS = {"tiny": tiny, "qwen2.5-0.5b": qwen2_5_0_5b, "vita-audio-7b": vita_audio_7b}
+PRESETS = {"tiny": tiny, "toy": toy, "qwen2.5-0.5b": qwen2_5_0_5b, "vita-audio-7b": vita_audio_7b}
 
 
 def get_config(arg="tiny"):

@@ -79,10 +79,17 @@ def plus_variant(cfg, tiny=False):
     return cfg
 
 
+def _toy_variant(cfg):
+    from vita_jax.configs.toy import toy_variant  # toy.py builds on this module
+
+    return toy_variant(cfg)
+
+
 def finish(cfg, arg):
-    """Apply a variant when asked (`--config configs/stage1_alignment.py:tiny`): tiny, plus
-    (VITA-Audio-Plus), tiny_plus."""
-    variants = {"tiny": tiny_variant, "plus": plus_variant, "tiny_plus": lambda c: plus_variant(c, tiny=True)}
+    """Apply a variant when asked (`--config configs/stage1_alignment.py:tiny`): tiny, toy (the
+    trained toy of vita_jax/configs/toy.py), plus (VITA-Audio-Plus), tiny_plus."""
+    variants = {"tiny": tiny_variant, "toy": _toy_variant, "plus": plus_variant,
+                "tiny_plus": lambda c: plus_variant(c, tiny=True)}
     if arg in variants:
         return variants[arg](cfg)
     if arg:
