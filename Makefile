@@ -30,4 +30,4 @@ toy: install
 	$(PY) benchmarks/mctp_toy.py --json vita_jax/toy/figures.json --png docs/toy-mctp.png
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
