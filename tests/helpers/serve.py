@@ -18,7 +18,7 @@ MAX_AUDIO_S = 4.0
 
 def make_service(root):
     args = build_parser().parse_args(["--demo", "--max-new-tokens", str(MAX_NEW)])
-    chat = voice.build_pipeline(args, decoding_options(args), root)
+    chat = voice.build_pipeline(args, decoding_options(args), root, random_demo=True)
     service = Service(chat, MODES, max_audio_s=MAX_AUDIO_S, description="tests: tiny random parts", demo=True)
     service.warm_up(["fast"], speech_seconds=1.5, log=lambda line: None)
     return service

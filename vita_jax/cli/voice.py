@@ -102,11 +102,16 @@ def check_arguments(parser, args):
         parser.error(f"--flow-steps must be >= 1, got {args.flow_steps}")
 
 
-def build_pipeline(args, options, root=None):
-    """VoiceChat from the flags (for --demo: the trained toy and tiny random speech parts written under `root`)."""
+def build_pipeline(args, options, root=None, random_demo=False):
+    """VoiceChat from the flags (for --demo: the trained toy and tiny random speech parts written under `root`;
+    with `random_demo`, a tiny random LLM too, forced into the Boost pattern as the server's demo uses)."""
     from vita_jax.decode.forced_pattern import ForcedInterleave
 
-    if args.demo:
+    if args.demo and random_demo:
+        from vita_jax.pipeline.random_parts import write_random_parts
+
+        dirs = write_random_parts(root)
+    elif args.demo:
         from vita_jax.pipeline.random_parts import write_random_decoder, write_random_speech_tokenizer
         from vita_jax.toy.evaluate import TOY_CHECKPOINT
 
@@ -115,7 +120,7 @@ def build_pipeline(args, options, root=None):
     else:
         dirs = (args.checkpoint, args.speech_tokenizer, args.speech_decoder)
     chat = VoiceChat.from_dirs(*dirs, speech_policy=args.speech_policy, flow_steps=args.flow_steps, **options)
-    if args.force_interleave:
+    if args.force_interleave or (args.demo and random_demo):
         ids = chat.ids
         chat.generate_options["forced_interleave"] = ForcedInterleave(
             ids.begin_of_audio, ids.end_of_audio, ids.audio_offset, ids.num_audio_codes,

@@ -75,9 +75,10 @@ def load_service(args, root, parser=None, log=print):
     warm = parse_modes(parser, args.warmup_modes, (args.mode,))
     if args.demo:
         log("making tiny random checkpoints ...")
-    chat = voice.build_pipeline(args, decoding_options(args), root)
+    chat = voice.build_pipeline(args, decoding_options(args), root, random_demo=True)
     if args.demo:
-        log(voice.DEMO_BANNER)
+        log("--demo: tiny RANDOM checkpoints of all three parts (noise, forced into the Boost text/audio pattern); "
+            "point --checkpoint, --tokenizer-dir and --decoder-dir at real ones")
     name = "demo: tiny random parts" if args.demo else f"{args.checkpoint} + {args.speech_tokenizer} + " \
                                                         f"{args.speech_decoder}"
     service = Service(chat, offered, args.max_audio_s, description=name, demo=args.demo)
