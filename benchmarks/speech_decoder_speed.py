@@ -78,6 +78,8 @@ def main(argv=None):
     ap.add_argument("--context", type=int, nargs="+", default=[10], help="bounded stream contexts (codes)")
     ap.add_argument("--repeats", type=int, default=3, help="warm runs per offline length (median and spread)")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
     given = argv if argv is not None else sys.argv[1:]
     print("command: python -m benchmarks.speech_decoder_speed " + " ".join(shlex.quote(a) for a in given))
     print(machine_line())

@@ -64,6 +64,8 @@ def main(argv=None):
     parser.add_argument("--files", type=int, default=32, help="files in the batched workload")
     parser.add_argument("--repeats", type=int, default=3, help="warm runs per workload (median and spread)")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     config = WhisperVQConfig()
     print(machine_line())
     print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}; {config}")
