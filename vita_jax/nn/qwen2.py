@@ -49,8 +49,10 @@ class LMHead(nn.Module):
             "weight", nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")),
             (self.vocab_size, hidden.shape[-1]), self.param_dtype,
         )
-        return jnp.einsum("...e,ve->...v", hidden.astype(self.dtype), weight.astype(self.dtype),
-                          preferred_element_type=jnp.float32)
+        # `hidden @ weight.T`, not an einsum over [V, E]: for one row (batch-1 decoding) XLA's CPU
+        # backend then fuses the transpose (and a bfloat16 -> float32 cast) into one pass over the
+        # weight: 1.5x faster in float32, ~30x with bfloat16-stored weights (docs/speech-pipeline.md)
+        return jnp.matmul(hidden.astype(self.dtype), weight.astype(self.dtype).T, preferred_element_type=jnp.float32)
 
 
 class Qwen2Backbone(nn.Module):
