@@ -98,6 +98,7 @@ def test_eos_ends_a_row_and_closing_stops_the_stream():
 def test_infer_cli_streams_raw_ids_as_json(tmp_path, capsys):
     import json
 
+    import vita_jax
     from vita_jax.cli import infer
     from vita_jax.configs.model import tiny
     from vita_jax import VitaAudioModel
@@ -110,3 +111,11 @@ def test_infer_cli_streams_raw_ids_as_json(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["mode"] == [1, 2] and report["num_tokens"] == 7 and len(report["token_ids"]) == 7
     assert report["stop_reason"] == "max_new_tokens" and report["compile_s"] > 0 and report["first_token_s"] > 0
+
+    infer.main(["--checkpoint", str(tmp_path / "ckpt"), "--input-ids", "1,2,3", "--mode", "1,2",
+                "--max-new-tokens", "7", "--json", "--param-dtype", "bfloat16"])
+    bf16 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    model = vita_jax.load_pretrained(str(tmp_path / "ckpt"), param_dtype="bfloat16", progress=False)
+    assert model.config.param_dtype == "bfloat16"
+    expected = model.generate([1, 2, 3], mode=[1, 2], max_new_tokens=7, eos_token_ids=())[0]
+    assert bf16["token_ids"] == [int(t) for t in expected]

@@ -114,10 +114,19 @@ def build_parser():
     parser.add_argument("--input-ids", help="comma-separated token ids, e.g. 1,2,3 (no template)")
     parser.add_argument("--mode", default="turbo", help="vanilla|balance|boost|turbo|lossless or a list like 1,10")
     parser.add_argument("--max-new-tokens", type=positive_int, default=256)
+    add_param_dtype_argument(parser)
     add_sampling_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the stream")
     voice.add_arguments(parser)
     return parser
+
+
+def add_param_dtype_argument(parser):
+    """--param-dtype: the LLM's storage dtype (compute stays float32)."""
+    parser.add_argument("--param-dtype", choices=["float32", "bfloat16"], default=None,
+                        help="store the LLM's weights in this dtype (default: as the checkpoint stores them, bfloat16 "
+                             "for the released ones). float32 doubles their memory but decodes several times faster "
+                             "on CPU, where XLA converts bfloat16 weights slowly (docs/speech-pipeline.md)")
 
 
 def add_sampling_arguments(parser):
@@ -167,7 +176,7 @@ def main(argv):
 
 def token_mode(args, input_ids, options):
     """Stream the LLM's tokens for --prompt (chat template applied) or raw --input-ids."""
-    model = vita_jax.load_pretrained(args.checkpoint, progress=not args.json)
+    model = vita_jax.load_pretrained(args.checkpoint, param_dtype=args.param_dtype, progress=not args.json)
     tokenizer = None
     if args.prompt is not None or model.config.vocab_size == vocabulary.PADDED_VOCAB_SIZE:
         from transformers import AutoTokenizer

@@ -119,7 +119,8 @@ def build_pipeline(args, options, root=None, random_demo=False):
                 write_random_decoder(os.path.join(root, "tiny-glm-4-voice-decoder")))
     else:
         dirs = (args.checkpoint, args.speech_tokenizer, args.speech_decoder)
-    chat = VoiceChat.from_dirs(*dirs, speech_policy=args.speech_policy, flow_steps=args.flow_steps, **options)
+    chat = VoiceChat.from_dirs(*dirs, param_dtype=args.param_dtype, speech_policy=args.speech_policy,
+                               flow_steps=args.flow_steps, **options)
     if args.force_interleave or (args.demo and random_demo):
         ids = chat.ids
         chat.generate_options["forced_interleave"] = ForcedInterleave(

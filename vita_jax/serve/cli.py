@@ -13,7 +13,7 @@ import argparse
 import tempfile
 
 from vita_jax.cli import voice
-from vita_jax.cli.infer import add_sampling_arguments, decoding_options
+from vita_jax.cli.infer import add_param_dtype_argument, add_sampling_arguments, decoding_options
 from vita_jax.pipeline.speech_output import POLICIES
 from vita_jax.serve.background import WS_MAX_BYTES
 from vita_jax.serve.service import MODES, Service
@@ -41,6 +41,7 @@ def build_parser():
                              "(conversations grow into them; 0: compile each on first use)")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--max-audio-s", type=float, default=30.0, help="longest recording accepted (seconds)")
+    add_param_dtype_argument(parser)
     add_sampling_arguments(parser)
     parser.add_argument("--speech-policy", choices=POLICIES, default="bounded")
     parser.add_argument("--flow-steps", type=int, default=1, help="speech decoder flow-matching steps")
