@@ -125,8 +125,8 @@ def add_param_dtype_argument(parser):
     """--param-dtype: the LLM's storage dtype (compute stays float32)."""
     parser.add_argument("--param-dtype", choices=["float32", "bfloat16"], default=None,
                         help="store the LLM's weights in this dtype (default: as the checkpoint stores them, bfloat16 "
-                             "for the released ones). float32 doubles their memory but decodes several times faster "
-                             "on CPU, where XLA converts bfloat16 weights slowly (docs/speech-pipeline.md)")
+                             "for the released ones). float32 doubles their memory but decodes 1.5-2.7x faster on "
+                             "CPU, where XLA converts bfloat16 weights slowly (docs/speech-pipeline.md)")
 
 
 def add_sampling_arguments(parser):
