@@ -15,7 +15,8 @@ import json
 
 
 def measure(args):
-    from vita_jax.toy.evaluate import MODES, TOY_CHECKPOINT, compare_modes, heldout_records, load_toy, module_accuracy
+    from vita_jax.toy.evaluate import MODES, TOY_CHECKPOINT, compare_modes, heldout_records, load_toy, module_accuracy, \
+        params_digest
     from vita_jax.toy.forward_costs import bounds, step_costs
 
     model, tokenizer = load_toy(args.checkpoint or TOY_CHECKPOINT)
@@ -28,6 +29,7 @@ def measure(args):
     report["step_costs_us"] = {kind: {str(c): us for c, us in by_chunk.items()} for kind, by_chunk in costs.items()}
     report["best_case"] = bounds(costs, model.config.num_mctp_modules, report["lossless"]["mean_accepted_drafts"])
     report["checkpoint"] = args.checkpoint or TOY_CHECKPOINT
+    report["params_sha256"] = params_digest(model.params)
     return report
 
 
@@ -115,6 +117,8 @@ def main(argv=None):
     else:
         report = measure(args)
     print_table(report)
+    if "params_sha256" in report:
+        print(f"parameters sha256 {report['params_sha256']} ({report['checkpoint']})")
     if args.json:
         from vita_jax.atomic import atomic_file
 

@@ -38,6 +38,20 @@ def load_toy(path=TOY_CHECKPOINT):
                                    source=model.side_files_dir)
 
 
+def params_digest(params):
+    """sha256 over every parameter's path and float bytes: equal digests = bit-identical weights
+    (the checkpoint files themselves carry timestamps)."""
+    import hashlib
+
+    import jax
+
+    digest = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0], key=lambda item: str(item[0])):
+        digest.update(str(path).encode())
+        digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return digest.hexdigest()
+
+
 def heldout_records(count, seed=0, tasks=None):
     """`count` held-out records, regenerated deterministically: the first ones of the held-out split,
     or with `tasks` the first of each task in turn (tasks[0], tasks[1], ..., tasks[0], ...)."""
