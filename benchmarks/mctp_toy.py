@@ -88,6 +88,8 @@ def plot(report, path):
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(depths, acc["audio"], "o-", label="audio positions")
     left.plot(depths, acc["text"], "s-", label="text positions")
+    if "lossless" in report:  # the modules reading their own drafts, against the backbone's tokens
+        left.plot(depths, report["lossless"]["acceptance"], "^--", label="lossless draft acceptance")
     left.axhline(acc["baseline_most_frequent_code"], ls=":", c="gray", label="most frequent code")
     left.set(xlabel="module depth k (predicts the token k+1 ahead)", ylabel="top-1 accuracy", ylim=(0, 1.02),
              title="MCTP module accuracy (held out)")
@@ -95,6 +97,7 @@ def plot(report, path):
     modes = list(report["modes"])
     right.bar(modes, [report["modes"][m]["tokens_per_s"] for m in modes])
     right.set(ylabel="tokens/s (batch 1, greedy)", title="decoding speed per mode")
+    right.tick_params(axis="x", labelrotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
