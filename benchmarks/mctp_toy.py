@@ -15,14 +15,21 @@ import json
 
 
 def measure(args):
-    from vita_jax.toy.evaluate import TOY_CHECKPOINT, compare_modes, heldout_records, load_toy, module_accuracy
+    from vita_jax.toy.evaluate import MODES, TOY_CHECKPOINT, compare_modes, heldout_records, load_toy, module_accuracy, \
+        params_digest
+    from vita_jax.toy.forward_costs import bounds, step_costs
 
     model, tokenizer = load_toy(args.checkpoint or TOY_CHECKPOINT)
     accuracy = module_accuracy(model, tokenizer, heldout_records(args.accuracy_samples))
     decode_records = heldout_records(args.decode_prompts, tasks=("tts", "spoken_chat", "asr"))
-    report = compare_modes(model, tokenizer, decode_records, max_new_tokens=args.max_new_tokens)
+    modes = (*MODES, *(f"lossless:{n}" for n in args.lossless_drafts))
+    report = compare_modes(model, tokenizer, decode_records, modes=modes, max_new_tokens=args.max_new_tokens)
     report["module_accuracy"] = {**accuracy, "samples": args.accuracy_samples}
+    costs = step_costs(model)
+    report["step_costs_us"] = {kind: {str(c): us for c, us in by_chunk.items()} for kind, by_chunk in costs.items()}
+    report["best_case"] = bounds(costs, model.config.num_mctp_modules, report["lossless"]["mean_accepted_drafts"])
     report["checkpoint"] = args.checkpoint or TOY_CHECKPOINT
+    report["params_sha256"] = params_digest(model.params)
     return report
 
 
@@ -43,11 +50,24 @@ def print_table(report):
         g = e["agreement"]
         print(f"  {mode:>9} {e['tokens_per_s']:9.1f} {e['speedup']:8.2f}x {e['backbone_forwards']:6d} "
               f"{g['audio']:12.3f} {g['text']:11.3f} {g['exact']:6.2f}")
-    if "lossless" in report:
-        ll = report["lossless"]
-        print(f"  lossless: {ll['mean_accepted_drafts']:.2f} drafts accepted per backbone forward; acceptance by "
-              f"depth {', '.join(f'{a:.2f}' for a in ll['acceptance'])}; identical to vanilla: "
-              f"{ll['identical_to_vanilla']}")
+    for mode in report["modes"]:
+        if mode.startswith("lossless"):
+            ll = report[mode]
+            print(f"  {mode}: {ll['mean_accepted_drafts']:.2f} drafts accepted per backbone forward; acceptance by "
+                  f"depth {', '.join(f'{a:.2f}' for a in ll['acceptance'])}; identical to vanilla: "
+                  f"{ll['identical_to_vanilla']}")
+    print("  audio agreement with vanilla by task: " + "; ".join(
+        f"{mode} " + ", ".join(f"{task} {g['audio']:.3f}" for task, g in e.get("agreement_by_task", {}).items()
+                         if g["audio"] is not None)
+        for mode, e in report["modes"].items() if mode != "vanilla"))
+    if "step_costs_us" in report:
+        costs, best = report["step_costs_us"], report["best_case"]
+        print("\none step inside the compiled loop (forward + emit), microseconds by chunk of new tokens: "
+              + "; ".join(f"{kind} " + ", ".join(f"C={c}: {us:.0f}" for c, us in by_chunk.items())
+                          for kind, by_chunk in costs.items()))
+        print(f"  best case from these alone (no prefill, no overhead): turbo {best['turbo_best_speedup']:.2f}x, "
+              f"lossless {best.get('lossless_best_speedup', float('nan')):.2f}x over vanilla "
+              f"({best['vanilla_us_per_token']:.0f} us/token)")
     truth = report["vanilla_vs_truth"]
     print(f"\nvanilla vs the true answers: audio tokens {truth['audio']:.3f}, text tokens {truth['text']:.3f}, "
           f"exact {truth['exact']:.2f}")
@@ -68,6 +88,8 @@ def plot(report, path):
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(depths, acc["audio"], "o-", label="audio positions")
     left.plot(depths, acc["text"], "s-", label="text positions")
+    if "lossless" in report:  # the modules reading their own drafts, against the backbone's tokens
+        left.plot(depths, report["lossless"]["acceptance"], "^--", label="lossless draft acceptance")
     left.axhline(acc["baseline_most_frequent_code"], ls=":", c="gray", label="most frequent code")
     left.set(xlabel="module depth k (predicts the token k+1 ahead)", ylabel="top-1 accuracy", ylim=(0, 1.02),
              title="MCTP module accuracy (held out)")
@@ -75,6 +97,7 @@ def plot(report, path):
     modes = list(report["modes"])
     right.bar(modes, [report["modes"][m]["tokens_per_s"] for m in modes])
     right.set(ylabel="tokens/s (batch 1, greedy)", title="decoding speed per mode")
+    right.tick_params(axis="x", labelrotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -85,6 +108,8 @@ def main(argv=None):
     parser.add_argument("--accuracy-samples", type=int, default=128, help="held-out records for module accuracy")
     parser.add_argument("--decode-prompts", type=int, default=12, help="held-out prompts decoded in every mode")
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--lossless-drafts", type=lambda v: [int(n) for n in v.split(",") if n], default=[2, 4],
+                        help="also decode in lossless mode with these numbers of drafts (comma list; '' for none)")
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--png", help="write the plot here (matplotlib)")
     parser.add_argument("--from-json", help="print and plot a saved report instead of measuring")
@@ -95,6 +120,8 @@ def main(argv=None):
     else:
         report = measure(args)
     print_table(report)
+    if "params_sha256" in report:
+        print(f"parameters sha256 {report['params_sha256']} ({report['checkpoint']})")
     if args.json:
         from vita_jax.atomic import atomic_file
 

@@ -34,6 +34,17 @@ def test_turbo_plan_matches_section_7():
     assert balance.steady == Cycle(11, 3, (14,) * 10)
 
 
+def test_cache_is_not_sized_by_the_modules_prompt_wide_first_chunk():
+    """The modules' first run reads the prompt from slot 0, so the cache needs the prompt bucket, the
+    output bucket and one steady chunk (+ margins), not another prompt bucket."""
+    from vita_jax.decode.decoder import prepare
+
+    model = VitaAudioModel.random(tiny().replace(num_mctp_modules=10), seed=0)
+    turbo = prepare(model, [[1] * 100], mode="turbo", max_new_tokens=128)
+    assert plan_for("turbo", 10, 128).transient_tokens == 128 + 1 + 10
+    assert turbo.spec.slots == 128 + 128 + 11 + 10 + 2  # was 128 + 128 + 128 + 10 + 2
+
+
 @pytest.mark.parametrize("mode, message", [
     ("fast", "unknown mode 'fast'"),
     ([1, 2, 3], "even, non-zero length"),

@@ -9,7 +9,7 @@ import pytest
 
 from vita_jax.configs import STAGES
 from vita_jax.data.toy_corpus import write_corpus
-from vita_jax.toy.evaluate import TOY_CHECKPOINT, heldout_records, load_toy, module_accuracy
+from vita_jax.toy.evaluate import TOY_CHECKPOINT, heldout_records, load_toy, module_accuracy, params_digest
 
 FIGURES = os.path.join(os.path.dirname(TOY_CHECKPOINT), "figures.json")
 
@@ -51,8 +51,10 @@ def test_short_curriculum_learns_the_toy(tmp_path):
 def test_committed_toy_reproduces_its_recorded_module_accuracy():
     """The teacher-forced figures of vita_jax/toy/figures.json (written by make toy), recomputed."""
     with open(FIGURES) as f:
-        recorded = json.load(f)["module_accuracy"]
+        figures = json.load(f)
+    recorded, recorded_digest = figures["module_accuracy"], figures["params_sha256"]
     model, tokenizer = load_toy()
+    assert params_digest(model.params) == recorded_digest, "the committed toy is not the one figures.json measured"
     measured = module_accuracy(model, tokenizer, heldout_records(recorded["samples"]))
     assert model.config.num_mctp_modules == len(recorded["audio"]) == 10
     assert measured["audio_targets"] == recorded["audio_targets"]

@@ -115,12 +115,15 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
             raise ValueError("lossless mode verifies greedy tokens: use do_sample=False and repetition_penalty=1.0")
         if forced_interleave is not None:
             raise ValueError("forced_interleave applies to the scheduled modes, not to lossless")
-        max_chunk, used = 2 * num_draft, num_draft
+        reach, used = 2 * num_draft, num_draft
     else:
         if num_draft is not None:
             raise ValueError(f"num_draft={num_draft} only applies to mode 'lossless', not {mode!r}")
         plan, num_draft = plan_for(mode, num_modules, prompt_slots), 0
-        max_chunk, used = plan.max_chunk, plan.num_modules
+        # the steady cycles read at most a chunk past the tokens; the transient ones (the modules'
+        # prompt-wide first chunks among them) never past plan.transient_tokens
+        reach = max(plan.steady_chunk, plan.transient_tokens - prompt_slots - bucket(max_new_tokens))
+        used = plan.num_modules
     limit = config.max_position_embeddings if max_cache_length is None else max_cache_length
     if longest + max_new_tokens > limit:
         raise ValueError(f"prompt of {longest} tokens + max_new_tokens {max_new_tokens} exceeds the cache of "
@@ -133,7 +136,7 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
     prompt = np.zeros((len(rows), prompt_slots), np.int32)
     for i, row in enumerate(rows):
         prompt[i, :len(row)] = row
-    slots = prompt_slots + bucket(max_new_tokens) + max_chunk + used + 2
+    slots = prompt_slots + bucket(max_new_tokens) + reach + used + 2
     spec = ProgramSpec(plan, num_draft, slots, sampling.static, forced_interleave)
     return Request(spec, prompt, np.array([len(r) for r in rows], np.int32), int(max_new_tokens), eos_ids,
                    int(pad_token_id), sampling, prompt_inputs)

@@ -38,16 +38,17 @@ class Cycle:
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """transient: cycles run once, in order (cycle 1 first); steady: the cycle repeated after them.
-    num_modules: modules the mode uses."""
+    num_modules: modules the mode uses. transient_tokens: the most tokens (prompt bucket included)
+    that exist while the transient cycles run; no chunk of theirs reads or writes past it."""
 
     transient: tuple
     steady: Cycle
     num_modules: int
+    transient_tokens: int
 
     @property
-    def max_chunk(self):
-        cycles = (*self.transient, self.steady)
-        return max(max((c.backbone_chunk, 1, *c.module_chunks)) for c in cycles)
+    def steady_chunk(self):
+        return max(self.steady.backbone_chunk, 1, *self.steady.module_chunks)
 
 
 def parse_mode(mode, num_modules):
@@ -106,7 +107,7 @@ def build_plan(pairs, prompt_slots):
     num_modules = max(n for _, n in pairs)
     t, lb = prompt_slots + 1, prompt_slots  # after the prefill: the prompt seen, one token emitted
     a = [0] * num_modules
-    cycles = []
+    cycles, tokens_after = [], []
     for index in range(MAX_TRANSIENT_CYCLES + len(pairs)):
         m, n = pairs[min(index, len(pairs) - 1)]
         steps = 1 if m == math.inf else m
@@ -121,8 +122,10 @@ def build_plan(pairs, prompt_slots):
             chunks.append(avail - a[k])
             a[k], t = avail, t + 1
         cycles.append(Cycle(backbone_chunk, steps - 1, tuple(chunks)))
+        tokens_after.append(t)
         if index >= len(pairs) and cycles[-1] == cycles[-2]:
-            return Plan(transient=tuple(cycles[:-2]), steady=cycles[-1], num_modules=num_modules)
+            return Plan(transient=tuple(cycles[:-2]), steady=cycles[-1], num_modules=num_modules,
+                        transient_tokens=max(tokens_after[:-2], default=prompt_slots + 1))
     raise AssertionError(f"schedule {pairs} did not reach a steady cycle")  # cannot happen: see module doc
 
 

@@ -38,11 +38,29 @@ def load_toy(path=TOY_CHECKPOINT):
                                    source=model.side_files_dir)
 
 
+def params_digest(params):
+    """sha256 over every parameter's path and float bytes: equal digests = bit-identical weights
+    (the checkpoint files themselves carry timestamps)."""
+    import hashlib
+
+    import jax
+
+    digest = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0], key=lambda item: str(item[0])):
+        digest.update(str(path).encode())
+        digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return digest.hexdigest()
+
+
 def heldout_records(count, seed=0, tasks=None):
-    """The first `count` held-out records (of `tasks`, default all), regenerated deterministically."""
-    records, _ = generate(max(4 * count, 64), seed, heldout=True)
-    records = [r for r in records if tasks is None or task_of(r) in tasks]
-    return records[:count]
+    """`count` held-out records, regenerated deterministically: the first ones of the held-out split,
+    or with `tasks` the first of each task in turn (tasks[0], tasks[1], ..., tasks[0], ...)."""
+    records, _ = generate(max(8 * count, 64), seed, heldout=True)
+    if tasks is None:
+        return records[:count]
+    by_task = [[r for r in records if task_of(r) == task] for task in tasks]
+    turns = [group[i] for i in range(count) for group in by_task if i < len(group)]
+    return turns[:count]
 
 
 def task_of(record):
@@ -115,6 +133,8 @@ def decode_all(model, prompts, mode, eos_ids, max_new_tokens):
     from vita_jax.decode.decoder import decode
 
     options = dict(mode=mode, max_new_tokens=max_new_tokens, eos_token_ids=eos_ids)
+    if mode.startswith("lossless:"):  # lossless with fewer drafts than modules
+        options.update(mode="lossless", num_draft=int(mode.split(":")[1]))
     for prompt in prompts:  # compiles each prompt bucket's program once
         decode(model, [prompt], **options)
     answers, forwards, accepted, rounds = [], 0, None, 0
@@ -137,14 +157,15 @@ def decode_all(model, prompts, mode, eos_ids, max_new_tokens):
 
 def agreement(answers, reference, ids):
     """Token-level agreement with the reference answers, on the reference's audio and text
-    positions, and the fraction of whole answers identical to the reference."""
+    positions (None where the references hold none), and the fraction of whole answers identical
+    to the reference."""
     same = {"audio": [0, 0], "text": [0, 0]}
     for answer, ref in zip(answers, reference):
         for i, token in enumerate(ref):
             kind = "audio" if ids.audio_offset <= token < ids.audio_offset + ids.num_audio_codes else "text"
             same[kind][0] += int(i < len(answer) and answer[i] == token)
             same[kind][1] += 1
-    return {"audio": same["audio"][0] / max(same["audio"][1], 1), "text": same["text"][0] / max(same["text"][1], 1),
+    return {**{kind: hits / count if count else None for kind, (hits, count) in same.items()},
             "exact": float(np.mean([a == r for a, r in zip(answers, reference)]))}
 
 
@@ -180,14 +201,19 @@ def compare_modes(model, tokenizer, records, modes=MODES, max_new_tokens=128):
                                  "tokens_per_s": tokens / seconds, "backbone_forwards": forwards,
                                  "acceptance": acceptance}
     vanilla = report["modes"]["vanilla"]
+    tasks = [task_of(r) for r in records]
     for mode, entry in report["modes"].items():
         entry["agreement"] = agreement(entry["answers"], vanilla["answers"], ids)
+        entry["agreement_by_task"] = {
+            task: agreement(*zip(*[(a, v) for a, v, t in zip(entry["answers"], vanilla["answers"], tasks) if t == task]),
+                            ids)
+            for task in sorted(set(tasks))}
         entry["speedup"] = vanilla["seconds"] / entry["seconds"]
-    lossless = report["modes"].get("lossless")
-    if lossless:
-        report["lossless"] = {"speedup": lossless["speedup"], "acceptance": lossless["acceptance"],
-                              "mean_accepted_drafts": float(sum(lossless["acceptance"])),
-                              "identical_to_vanilla": lossless["agreement"]["exact"] == 1.0}
+    for mode, entry in report["modes"].items():
+        if mode == "lossless" or mode.startswith("lossless:"):
+            report[mode] = {"speedup": entry["speedup"], "acceptance": entry["acceptance"],
+                            "mean_accepted_drafts": float(sum(entry["acceptance"])),
+                            "identical_to_vanilla": entry["agreement"]["exact"] == 1.0}
     report["vanilla_vs_truth"] = agreement(vanilla["answers"], truths, ids)
     report["tasks"] = task_scores(tokenizer, records, vanilla["answers"])
     return report
