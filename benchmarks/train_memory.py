@@ -35,6 +35,8 @@ def parse_args():
     p.add_argument("--num-mctp-modules", type=int, default=None, help="override the stage's K")
     p.add_argument("--layers", type=int, default=0, help="backbone layers (default: the preset's; fewer = quick tries)")
     p.add_argument("--json", default="", help="write the reports to this file")
+    p.add_argument("--dump", default="", help="the compiler's HLO and buffer assignment go to DIR/<configuration> "
+                                              "(*memory-usage-report.txt: where the temporaries go)")
     return p.parse_args()
 
 
@@ -77,7 +79,8 @@ def main(args):
         for stage in args.stage.split(","):
             for seq_len in seq_lens:
                 cfg = stage_config(args, stage, seq_len)
-                report = check_stage(cfg, topology)
+                dump = os.path.join(args.dump, f"{topology or 'cpu'}-{stage}-{cfg.data.seq_len}") if args.dump else ""
+                report = check_stage(cfg, topology, dump_dir=dump)
                 m = cfg.model
                 print(f"{stage} {args.preset} ({m.num_layers} layers, K={m.num_mctp_modules}, remat {m.remat_policy}, "
                       f"attention {report.attention}, loss chunk {cfg.train.loss_chunk}) batch "

@@ -26,6 +26,7 @@ LOGICAL_AXIS_RULES = (
     ("mlp", "tensor"),
     ("vocab", "tensor"),
     ("loss_tokens", "tensor"),  # the fused loss's token chunks (train/fused_cross_entropy.py)
+    ("loss_grad_embed", ("fsdp", "tensor")),  # its lm_head gradient while accumulated (vocabulary whole)
     ("norm", None),
     ("layers", None),
 )

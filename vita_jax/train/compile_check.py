@@ -94,9 +94,10 @@ def abstract_setup(cfg, model_cfg, mesh):
     return module, tx, labels, state, state_sh, LossConfig.of_run(cfg, model_cfg)
 
 
-def check_stage(cfg, topology="", devices=None):
+def check_stage(cfg, topology="", devices=None, dump_dir=""):
     """MemoryReport of one training step of the run config `cfg` (model, optim, train, data.seq_len,
-    mesh) compiled for `topology` (or `devices`, default this process's)."""
+    mesh) compiled for `topology` (or `devices`, default this process's). `dump_dir`: the compiler
+    writes its HLO and buffer assignment there (*memory-usage-report.txt: the largest allocations)."""
     check_token_chunk(cfg.train.loss_chunk, cfg.data.seq_len)
     if topology:
         devices = topology_devices(topology)
@@ -121,7 +122,8 @@ def check_stage(cfg, topology="", devices=None):
                           hbm_bytes=int(HBM_BYTES.get(kind, 0)))
     start = time.perf_counter()
     try:
-        compiled = step.lower(state, batch).compile()
+        options = {"xla_dump_to": dump_dir, "xla_dump_hlo_as_text": True} if dump_dir else None
+        compiled = step.lower(state, batch).compile(compiler_options=options)
     except Exception as err:  # the TPU compiler refuses a step that does not fit
         if "HBM" not in str(err) and "RESOURCE_EXHAUSTED" not in str(err):
             raise

@@ -12,9 +12,10 @@ whole length) times vocabulary blocks of `vocab_block` rows, with a float32 onli
 Blocks are slices of the gathered weight (the last one starts early and skips the rows its
 predecessor covered), so nothing weight-sized is copied. A custom VJP recomputes each block's
 logits in the backward pass: the hidden-state gradient is accumulated over vocabulary blocks,
-the lm_head gradient of a block over token chunks, then reduced to the weight's own sharding
-block by block (never held whole in float32). With a frozen lm_head (`weight_grad=False`) the
-loops swap: token chunks outside, so only one chunk's hidden gradient is held in float32.
+the lm_head gradient of a block over token chunks, then reduced block by block into an accumulator
+split over the embedding dimension (never held whole in float32), resharded like the weight at the
+end. With a frozen lm_head (`weight_grad=False`) the loops swap: token chunks outside, so only one
+chunk's hidden gradient is held in float32.
 """
 
 import dataclasses
@@ -28,6 +29,10 @@ from vita_jax.sharding import constrain
 WEIGHT_AXES = ("vocab", "embed")
 GATHERED_AXES = (None, None)  # whole on every device: vocabulary blocks are sliced out of it locally
 HIDDEN_AXES = (None, "batch", "length", None)
+# the lm_head gradient while blocks are added in: vocabulary rows whole (a block's rows are written at a
+# dynamic offset, which on a `tensor`-split vocabulary made XLA keep the whole float32 gradient on every
+# device), the embedding dimension split over fsdp x tensor; resharded to WEIGHT_AXES once at the end
+GRAD_ACCUMULATOR_AXES = (None, "loss_grad_embed")
 CHUNK_AXES = (None, None, "batch", "loss_tokens")  # [chunks, H, B, chunk, ...]: a chunk's tokens split over `tensor`
 
 
@@ -183,12 +188,12 @@ def _fused_bwd(settings, static, residuals, cotangents):
         dw0 = jnp.zeros((block, h.shape[-1]), jnp.float32)
         (dw, dh), _ = jax.lax.scan(token_chunk, (dw0, dh), jnp.arange(token_xs[0].shape[0]))
         start = _block_rows(i, block, vocab)[0]
-        dw = constrain(dw.astype(weight_dtype), WEIGHT_AXES)
-        dw_all = jax.lax.dynamic_update_slice_in_dim(
-            dw_all, jax.lax.dynamic_slice_in_dim(dw_all, start, block) + dw, start, axis=0)
+        dw = constrain(dw.astype(weight_dtype), GRAD_ACCUMULATOR_AXES)
+        dw_all = constrain(jax.lax.dynamic_update_slice_in_dim(
+            dw_all, jax.lax.dynamic_slice_in_dim(dw_all, start, block) + dw, start, axis=0), GRAD_ACCUMULATOR_AXES)
         return (dh, dw_all), None
 
-    dw_all = constrain(jnp.zeros((vocab, h.shape[-1]), weight_dtype), WEIGHT_AXES)
+    dw_all = constrain(jnp.zeros((vocab, h.shape[-1]), weight_dtype), GRAD_ACCUMULATOR_AXES)
     dh = constrain(jnp.zeros(token_xs[0].shape, jnp.float32), CHUNK_AXES + (None,))
     (dh, dw_all), _ = jax.lax.scan(vocab_block, (dh, dw_all), jnp.arange(blocks))
     return constrain(dw_all, WEIGHT_AXES), _unchunk(dh).astype(hidden_dtype), None, None
