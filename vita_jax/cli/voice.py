@@ -69,10 +69,10 @@ def missing_parts(args):
 def check_arguments(parser, args):
     """Usage errors, before anything is loaded or written."""
     task = args.task or "chat"
-    if not args.demo and missing_parts(args):
+    missing = [] if args.demo else missing_parts(args)
+    if missing:
         parser.error(f"speech tasks need --checkpoint, --speech-tokenizer and --speech-decoder (or --demo; a "
-                     f"VITA-Audio-Plus --checkpoint needs no --speech-tokenizer): missing "
-                     f"{', '.join(missing_parts(args))}")
+                     f"VITA-Audio-Plus --checkpoint needs no --speech-tokenizer): missing {', '.join(missing)}")
     if args.prompt is not None or args.input_ids is not None:
         parser.error("--prompt / --input-ids are the token mode; speech tasks take --audio / --text")
     if args.interactive:

@@ -64,9 +64,10 @@ def parse_modes(parser, text, default):
 def load_service(args, root, parser=None, log=print):
     """Service from the flags (the --demo parts are written under `root`)."""
     parser = parser or build_parser()
-    if not args.demo and voice.missing_parts(args):
+    missing = [] if args.demo else voice.missing_parts(args)
+    if missing:
         parser.error(f"give --checkpoint, --tokenizer-dir and --decoder-dir (or --demo) (a VITA-Audio-Plus --checkpoint "
-                     f"needs no --tokenizer-dir): missing {', '.join(voice.missing_parts(args))}")
+                     f"needs no --tokenizer-dir): missing {', '.join(missing)}")
     if args.flow_steps < 1:
         parser.error(f"--flow-steps must be >= 1, got {args.flow_steps}")
     offered = parse_modes(parser, args.modes, tuple(m for m in MODES if not (args.demo and m == "lossless")))
