@@ -36,7 +36,7 @@ from vita_jax.train.param_groups import ENCODER, param_labels
 from vita_jax.train.run_identity import RunConfigMismatch, check_resumable, resolve_workdir
 from vita_jax.train.train_state import abstract_state, init_train_state, jit_train_step
 from vita_jax.train.plus_init import initial_plus_params
-from vita_jax.train.train_step import AUDIO_FIELDS, BATCH_FIELDS, LossConfig
+from vita_jax.train.train_step import LossConfig, step_inputs
 
 
 CONTEXT_OF_AUDIO = "<|context_of_audio|>"  # VITA-Audio-Plus's placeholder token
@@ -187,7 +187,7 @@ def train(cfg, progress=True, stop_after_steps=None):
             local = next(data)
             for reason, n in zip(SKIP_REASONS, np.asarray(local["skipped"]).sum(axis=0)):
                 skipped[reason] += int(n)
-            batch = global_batch({k: local[k] for k in BATCH_FIELDS + AUDIO_FIELDS if k in local}, mesh)
+            batch = global_batch(step_inputs(local), mesh)
             state, metrics = step_fn(state, batch)
             loss = float(metrics["loss"])
             if not np.isfinite(loss):

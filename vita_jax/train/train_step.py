@@ -24,6 +24,11 @@ BATCH_FIELDS = ("input_ids", "labels", "segment_ids", "positions")
 AUDIO_FIELDS = ("audio_features", "audio_lengths")  # VITA-Audio-Plus rows (data/packing.py)
 
 
+def step_inputs(batch):
+    """The fields of `batch` a training step reads: BATCH_FIELDS, and AUDIO_FIELDS when present."""
+    return {k: batch[k] for k in BATCH_FIELDS + AUDIO_FIELDS if k in batch}
+
+
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     num_modules: int
@@ -94,7 +99,7 @@ def make_train_step(module, tx, labels, loss_cfg, microbatches=1, mesh=None):
             return unconstrained_step(state, batch)
 
     def unconstrained_step(state, batch):
-        batch = {k: batch[k] for k in BATCH_FIELDS + AUDIO_FIELDS if k in batch}
+        batch = step_inputs(batch)
         params = state["params"]
         counts = head_counts(batch, loss_cfg.offsets)
         (loss, (nll, correct)), grads = gradients(params, batch, counts)
