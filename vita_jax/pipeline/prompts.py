@@ -26,12 +26,12 @@ def spoken_chat_content(text=None, speech=False):
 class PromptBuilder:
     """Token ids of ChatML messages for a VITA-Audio tokenizer (already extended, see
     vita_jax.data.tokenizer) whose `<|audio_0|>` has id `ids.audio_offset`. `audio_span(item)`: the
-    ids of one audio between `<|begin_of_audio|>` and `<|end_of_audio|>` (default: an item is a list
-    of codes, each `<|audio_{code}|>`; VITA-Audio-Plus: placeholders, see pipeline/speech_input.py)."""
+    ids of one audio between `<|begin_of_audio|>` and `<|end_of_audio|>` (the speech input's `span`,
+    pipeline/speech_input.py: `<|audio_{code}|>` per code, or VITA-Audio-Plus placeholders)."""
 
-    def __init__(self, tokenizer, ids, audio_span=None):
+    def __init__(self, tokenizer, ids, audio_span):
         self.tokenizer, self.ids = tokenizer, ids
-        self.audio_span = audio_span or (lambda codes: [ids.audio_offset + int(c) for c in codes])
+        self.audio_span = audio_span
 
     def encode(self, text):
         return self.tokenizer.encode(text, add_special_tokens=False) if text else []
@@ -42,8 +42,8 @@ class PromptBuilder:
         if len(pieces) - 1 != len(audios):
             raise ValueError(f"{role} message has {len(pieces) - 1} {AUDIO_TAG} tags but {len(audios)} audio inputs")
         ids, text = [], f"<|im_start|>{role}\n{pieces[0]}"
-        for codes, piece in zip(audios, pieces[1:]):
-            ids += self.encode(text + "<|begin_of_audio|>") + self.audio_span(codes)
+        for audio, piece in zip(audios, pieces[1:]):
+            ids += self.encode(text + "<|begin_of_audio|>") + self.audio_span(audio)
             text = "<|end_of_audio|>" + piece
         return ids + self.encode(text + "<|im_end|>\n")
 
