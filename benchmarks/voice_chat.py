@@ -7,7 +7,10 @@ the GLM-4-Voice tokenizer geometry (16 Whisper-VQ layers, 16384 codes) and decod
 release's config.yaml), all with random weights; the text tokenizer is a small byte-level BPE with
 VITA-Audio's specials and 16384 audio tokens (its ids differ from Qwen's, the LLM's compute does
 not), trained so that the section-10 chat prompt has about as many tokens as with Qwen's (its
-length is printed). Input: 5 s of espeak-ng speech in a wav file; spoken chat.
+length is printed). Input: 5 s of espeak-ng speech in a wav file; spoken chat. The LLM's random
+weights are rounded to bfloat16, as the released checkpoints store them, then held as
+`--param-dtype` says (default mixed: float32, with the embedding and lm_head in bfloat16; see
+vita_jax/param_storage.py); compute is float32.
 
 Random weights almost never emit <|end_of_audio|>, so the LLM's answer is FORCED into the
 release's Boost interleaving (1 text token, <|begin_of_audio|>, 8 codes, <|end_of_audio|>, then 4
@@ -30,8 +33,9 @@ import subprocess
 import tempfile
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-
 
 from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig
 from vita_jax.audio.decoder_params import random_decoder_params
@@ -41,6 +45,7 @@ from vita_jax.audio.wav_io import load_audio, write_wav
 from vita_jax.configs.model import get_config
 from vita_jax.decode.forced_pattern import ForcedInterleave
 from vita_jax.model import VitaAudioModel
+from vita_jax.param_storage import PARAM_DTYPES, store
 from vita_jax.pipeline import VoiceChat
 from vita_jax.pipeline.prompts import CHAT_SYSTEM
 from vita_jax.pipeline.random_parts import random_speech_tokenizer, speech_tokenizer_config
@@ -75,10 +80,12 @@ def prompt_sized_tokenizer(out_dir):
     return load_extended_tokenizer(out_dir, NUM_AUDIO_CODES)
 
 
-def build_parts(workdir, seed=0):
-    """(model, text tokenizer, speech tokenizer, speech decoder) with the real geometries."""
+def build_parts(workdir, param_dtype, seed=0):
+    """(model, text tokenizer, speech tokenizer, speech decoder) with the real geometries; the LLM's
+    weights bfloat16 values (like a release) stored as `param_dtype`."""
     start = time.perf_counter()
     model = VitaAudioModel.random(get_config("qwen2.5-0.5b"), seed=seed)
+    model.params = store(jax.tree.map(lambda x: x.astype(jnp.bfloat16), model.params), param_dtype)
     text_tokenizer = prompt_sized_tokenizer(os.path.join(workdir, "text-tokenizer"))
     checkpoint = random_speech_tokenizer(speech_tokenizer_config(), seed)
     speech_tokenizer = SpeechTokenizer(checkpoint.tree["params"], checkpoint.model_config, checkpoint.feature_config)
@@ -127,17 +134,18 @@ def main(argv=None):
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length (Boost pattern: 8 codes, "
                                                                         "0.64 s of audio, per 14 tokens)")
     parser.add_argument("--seconds", type=float, default=5.0, help="input speech length")
+    parser.add_argument("--param-dtype", choices=PARAM_DTYPES, default="mixed", help="the LLM's weight storage")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    import jax
 
-    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {os.cpu_count()} CPUs, float32, random weights")
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {os.cpu_count()} CPUs, float32 compute, random "
+          f"weights (the LLM's: bfloat16 values stored as --param-dtype {args.param_dtype})")
     print("NOTE: the LLM's answer is forced into the Boost interleaving pattern by a logits mask (random weights "
           "never close an audio span); the compute is unchanged.", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as workdir:
         question = espeak_input(os.path.join(workdir, "question.wav"), args.seconds)
-        parts = build_parts(workdir)
+        parts = build_parts(workdir, args.param_dtype)
         header = (f"{'run':24} {'first audio s':>13} {'audio s/wall s':>14} {'gaps':>5} {'gap s':>6} {'chunks':>6} "
                   f"{'audio s':>7} {'tokenize s':>10} {'prefill s':>9} {'1st text s':>10} {'total s':>7}")
         rows = []
@@ -157,7 +165,7 @@ def main(argv=None):
 
         with atomic_file(args.json, "w") as f:
             json.dump({"forced_interleave": "boost pattern via logits mask (random weights)",
-                       "input_s": args.seconds, "max_new_tokens": args.max_new_tokens, "runs": results}, f, indent=2)
+                       "param_dtype": args.param_dtype, "input_s": args.seconds, "max_new_tokens": args.max_new_tokens, "runs": results}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from vita_jax.model_config import ModelConfig
 from vita_jax.nn.dtypes import as_dtype
 from vita_jax.nn.vita_audio import VitaAudio
 from vita_jax.param_layout import convert_layer_layout
+from vita_jax.param_storage import read_dtype, store
 
 CHECKPOINT_KIND = "vita_audio"
 SIDE_FILES_DIR = "hf_files"  # tokenizer / generation files carried inside our own checkpoints
@@ -120,12 +121,13 @@ def read_model_checkpoint(path, kind, scan_layers, param_dtype=None):
 def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, remat_policy="none", progress=True):
     """Load a Hugging Face directory (qwen2 / qwen2_mtp) or a vita_jax checkpoint.
 
-    param_dtype: storage dtype of the parameters (default: as stored); dtype: compute dtype;
-    scan_layers: stacked backbone layers (training) or one subtree per layer (decoding);
+    param_dtype: storage of the parameters, a param_storage.PARAM_DTYPES name (default: as stored);
+    dtype: compute dtype; scan_layers: stacked backbone layers (training) or one subtree per layer (decoding);
     remat_policy: which decoder-layer activations are recomputed in the backward pass (nn/remat.py).
     """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
+    storage, param_dtype = param_dtype, read_dtype(param_dtype)
     if param_checkpoint.is_param_checkpoint(path):
         config, params, meta = read_model_checkpoint(path, CHECKPOINT_KIND, scan_layers, param_dtype)
         hf_config = meta.get("hf_config")
@@ -136,4 +138,4 @@ def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, 
                                               progress=progress)
         side = path
     config = config.replace(dtype=dtype, remat_policy=remat_policy)
-    return VitaAudioModel(config, params, hf_config, side_files_dir=side)
+    return VitaAudioModel(config, store(params, storage), hf_config, side_files_dir=side)

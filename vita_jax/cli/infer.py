@@ -23,6 +23,7 @@ from vita_jax.decode import AudioChunkEvent, EndEvent, TextEvent
 from vita_jax.cli.errors import CommandParser, UsageError, command, positive_int
 from vita_jax.cli.progress import progress_line
 from vita_jax.decode.decoder import compile_ahead, prepare
+from vita_jax.param_storage import PARAM_DTYPES
 
 
 def chat_prompt(prompt, system=None):
@@ -123,10 +124,12 @@ def build_parser():
 
 def add_param_dtype_argument(parser):
     """--param-dtype: the LLM's storage dtype (compute stays float32)."""
-    parser.add_argument("--param-dtype", choices=["float32", "bfloat16"], default=None,
+    parser.add_argument("--param-dtype", choices=PARAM_DTYPES, default=None,
                         help="store the LLM's weights in this dtype (default: as the checkpoint stores them, bfloat16 "
-                             "for the released ones). float32 doubles their memory but decodes 1.5-2.7x faster on "
-                             "CPU, where XLA converts bfloat16 weights slowly (docs/speech-pipeline.md)")
+                             "for the released ones). On CPU, where XLA converts most bfloat16 weights slowly, float32 "
+                             "decodes 1.5-2.7x faster for twice the memory, and mixed (float32, but the embedding and "
+                             "lm_head kept bfloat16: the same values for a bfloat16 checkpoint) faster still "
+                             "(docs/speech-pipeline.md)")
 
 
 def add_sampling_arguments(parser):

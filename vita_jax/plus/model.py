@@ -31,6 +31,7 @@ from vita_jax.convert.plus_checkpoint import (
 )
 from vita_jax.decode.decoder import decode, prompt_rows, stream
 from vita_jax.model import SIDE_FILES_DIR, VitaAudioModel, checked_input_ids, read_model_checkpoint
+from vita_jax.param_storage import read_dtype, store
 from vita_jax.plus.frontend import FEATURE_SIZE, SAMPLE_RATE, Frontend
 from vita_jax.plus.sensevoice import NUM_QUERIES, SenseVoiceConfig
 from vita_jax.plus.vita_audio_plus import VitaAudioPlus
@@ -255,12 +256,13 @@ def load_plus(path, param_dtype=None, dtype="float32", audio_dtype="float32", sc
               round_features=True, dither=0.0, progress=True):
     """Load a Plus Hugging Face folder (model_type qwen2_mtp_sensevoice) or this project's Plus checkpoint.
 
-    param_dtype: storage dtype (default: as stored); dtype / audio_dtype: compute dtype of the LLM /
+    param_dtype: storage, a param_storage.PARAM_DTYPES name (default: as stored); dtype / audio_dtype: compute dtype of the LLM /
     of the encoder and adapter; round_features: bfloat16 rounding of the features before the encoder
     (the original's behaviour); dither: front-end dither std in int16 units (0: deterministic).
     """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
+    storage, param_dtype = param_dtype, read_dtype(param_dtype)
     if param_checkpoint.is_param_checkpoint(path):
         config, params, meta = read_model_checkpoint(path, CHECKPOINT_KIND, scan_layers, param_dtype)
         audio_config = SenseVoiceConfig(**meta["audio_config"])
@@ -276,4 +278,4 @@ def load_plus(path, param_dtype=None, dtype="float32", audio_dtype="float32", sc
             raise ValueError(f"{side}: token id {token} of {name} is outside the vocabulary of {config.vocab_size}")
     config = config.replace(dtype=dtype, remat_policy=remat_policy)
     audio_config = dataclasses.replace(audio_config, dtype=audio_dtype, param_dtype=config.param_dtype)
-    return PlusModel(config, params, audio_config, frontend, tokens, hf_config, side, unused, round_features)
+    return PlusModel(config, store(params, storage), audio_config, frontend, tokens, hf_config, side, unused, round_features)
