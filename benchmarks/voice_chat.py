@@ -1,6 +1,6 @@
 """Speech in, speech out on this machine: the whole VoiceChat path with real geometries, random weights.
 
-    python benchmarks/voice_chat.py [--runs turbo:1:bounded boost:1:bounded ...] [--json out.json]
+    python benchmarks/voice_chat.py [--runs turbo:1:bounded boost:1:bounded ...] [--repeats 3] [--json out.json]
 
 Parts: the Qwen2.5-0.5B LLM geometry (24 layers, K=10 MCTP modules, the 168072-token vocabulary),
 the GLM-4-Voice tokenizer geometry (16 Whisper-VQ layers, 16384 codes) and decoder geometry (the
@@ -9,20 +9,24 @@ VITA-Audio's specials and 16384 audio tokens (its ids differ from Qwen's, the LL
 not), trained so that the section-10 chat prompt has about as many tokens as with Qwen's (its
 length is printed). Input: 5 s of espeak-ng speech in a wav file; spoken chat. The LLM's random
 weights are rounded to bfloat16, as the released checkpoints store them, then held as
-`--param-dtype` says (default mixed: float32, with the embedding and lm_head in bfloat16; see
+`--param-dtype` says (default mixed: float32, with the lm_head in bfloat16; see
 vita_jax/param_storage.py); compute is float32.
 
 Random weights almost never emit <|end_of_audio|>, so the LLM's answer is FORCED into the
 release's Boost interleaving (1 text token, <|begin_of_audio|>, 8 codes, <|end_of_audio|>, then 4
 text + 10 audio tokens repeating) by a logits mask: every forward and the sampling run as without
 it, only ids of the wrong kind get -inf. Each run is `mode:flow_steps:policy`; it is run once to
-compile (and warm) every program, then timed.
+compile (and warm) every program, then timed `--repeats` times: each figure is the median over
+the repeats (and `spread`: the lowest and highest first_audio_s and audio_s_per_wall_s).
 
 Per run: first_audio_s (from the moment the input file is read to the first audio sample out:
 speech tokenizer, prompt, LLM prefill and first chunk, first decoder chunk), audio_s_per_wall_s
-(audio seconds produced / seconds from the input read to the last chunk), gaps (chunks that became
-ready after the audio before them had finished playing, playback starting with the first chunk),
-gap_s (their total silence), plus tokenize/prefill/first-text times. The machine may be shared.
+(over the answer: the audio of every chunk after the first / the seconds from the first chunk
+ready to the last one ready; >= 1.0 means that, on average, audio is made as fast as it plays),
+from_input_audio_s_per_wall_s (all the audio / the seconds from the input read to the last chunk
+ready), gaps (chunks that became ready after the audio before them had finished playing, playback
+starting with the first chunk), gap_s (their total silence), plus tokenize/prefill/first-text
+times. The machine may be shared.
 """
 
 import argparse
@@ -106,7 +110,25 @@ def playback_gaps(chunks, sample_rate):
     return gaps, silence
 
 
-def measure(parts, question, mode, flow_steps, policy, max_new_tokens):
+def timed_turn(chat, question):
+    """The figures of one spoken-chat turn (the conversation is reset first)."""
+    chat.reset()
+    turn = chat.chat(speech=question)
+    t, chunks, rate = turn.timings, turn.chunks, turn.sample_rate
+    gaps, gap_s = playback_gaps(chunks, rate)
+    first_ready, last_ready = chunks[0][3], chunks[-1][3]
+    after_first = sum(samples for _, samples, _, _ in chunks[1:]) / rate
+    return {"first_audio_s": t["first_audio_s"],
+            "audio_s_per_wall_s": after_first / (last_ready - first_ready) if len(chunks) > 1 else None,
+            "from_input_audio_s_per_wall_s": t["audio_s"] / last_ready, "gaps": gaps, "gap_s": gap_s,
+            "chunks": len(chunks), "audio_s": t["audio_s"], "tokenize_s": t["tokenize_s"],
+            "prefill_s": t["prefill_s"], "first_text_s": t["first_text_s"], "total_s": t["total_s"],
+            "generated_tokens": len(turn.token_ids), "prompt_tokens": t["prompt_tokens"],
+            "first_chunk_decode_s": chunks[0][3] - chunks[0][2]}
+
+
+def measure(parts, question, mode, flow_steps, policy, max_new_tokens, repeats):
+    """Median figures of `repeats` timed turns after one warm-up turn (which compiles)."""
     chat = VoiceChat(*parts, mode=mode, max_new_tokens=max_new_tokens, speech_policy=policy, flow_steps=flow_steps)
     ids = chat.ids
     chat.generate_options["forced_interleave"] = ForcedInterleave(
@@ -115,17 +137,14 @@ def measure(parts, question, mode, flow_steps, policy, max_new_tokens):
     warm_start = time.perf_counter()
     chat.chat(speech=question)  # compiles every program this run uses
     warm_s = time.perf_counter() - warm_start
-    chat.reset()
-    turn = chat.chat(speech=question)
-    t = turn.timings
-    gaps, gap_s = playback_gaps(turn.chunks, turn.sample_rate)
-    last_ready = turn.chunks[-1][3] if turn.chunks else None
-    return {"mode": mode, "flow_steps": flow_steps, "policy": policy, "first_audio_s": t["first_audio_s"],
-            "audio_s": t["audio_s"], "audio_s_per_wall_s": t["audio_s"] / last_ready if last_ready else None,
-            "gaps": gaps, "gap_s": gap_s, "chunks": len(turn.chunks), "tokenize_s": t["tokenize_s"],
-            "prefill_s": t["prefill_s"], "first_text_s": t["first_text_s"], "total_s": t["total_s"],
-            "generated_tokens": len(turn.token_ids), "prompt_tokens": t["prompt_tokens"], "warmup_s": warm_s,
-            "first_chunk_decode_s": turn.chunks[0][3] - turn.chunks[0][2] if turn.chunks else None}
+    turns = [timed_turn(chat, question) for _ in range(repeats)]
+    result = {key: float(np.median([turn[key] for turn in turns])) if turns[0][key] is not None else None
+              for key in turns[0]}
+    result.update(mode=mode, flow_steps=flow_steps, policy=policy, repeats=repeats, warmup_s=warm_s,
+                  gaps=int(np.median([turn["gaps"] for turn in turns])),
+                  spread={key: [min(turn[key] for turn in turns), max(turn[key] for turn in turns)]
+                          for key in ("first_audio_s", "audio_s_per_wall_s") if turns[0][key] is not None})
+    return result
 
 
 def main(argv=None):
@@ -134,6 +153,7 @@ def main(argv=None):
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length (Boost pattern: 8 codes, "
                                                                         "0.64 s of audio, per 14 tokens)")
     parser.add_argument("--seconds", type=float, default=5.0, help="input speech length")
+    parser.add_argument("--repeats", type=int, default=3, help="timed turns per run (figures: their median)")
     parser.add_argument("--param-dtype", choices=PARAM_DTYPES, default="mixed", help="the LLM's weight storage")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -146,18 +166,24 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as workdir:
         question = espeak_input(os.path.join(workdir, "question.wav"), args.seconds)
         parts = build_parts(workdir, args.param_dtype)
-        header = (f"{'run':24} {'first audio s':>13} {'audio s/wall s':>14} {'gaps':>5} {'gap s':>6} {'chunks':>6} "
-                  f"{'audio s':>7} {'tokenize s':>10} {'prefill s':>9} {'1st text s':>10} {'total s':>7}")
+        header = (f"{'run':24} {'first audio s':>13} {'audio s/wall s':>14} {'from input':>10} {'gaps':>5} "
+                  f"{'gap s':>6} {'chunks':>6} {'audio s':>7} {'tokenize s':>10} {'prefill s':>9} {'1st text s':>10} "
+                  f"{'total s':>7}")
         rows = []
         for run in args.runs:
             mode, steps, policy = run.split(":")
-            r = measure(parts, question, mode, int(steps), policy, args.max_new_tokens)
+            r = measure(parts, question, mode, int(steps), policy, args.max_new_tokens, args.repeats)
             results[run] = r
-            rows.append(f"{run:24} {r['first_audio_s']:13.2f} {r['audio_s_per_wall_s']:14.2f} {r['gaps']:5d} "
-                        f"{r['gap_s']:6.2f} {r['chunks']:6d} {r['audio_s']:7.2f} {r['tokenize_s']:10.2f} "
-                        f"{r['prefill_s']:9.2f} {r['first_text_s']:10.2f} {r['total_s']:7.2f}")
-            print(f"{run}: done (warm-up incl. compiles {r['warmup_s']:.0f} s); prompt {r['prompt_tokens']} tokens, "
-                  f"{r['generated_tokens']} generated", flush=True)
+            rows.append(f"{run:24} {r['first_audio_s']:13.2f} {r['audio_s_per_wall_s']:14.2f} "
+                        f"{r['from_input_audio_s_per_wall_s']:10.2f} {r['gaps']:5d} {r['gap_s']:6.2f} "
+                        f"{r['chunks']:6.0f} {r['audio_s']:7.2f} {r['tokenize_s']:10.2f} {r['prefill_s']:9.2f} "
+                        f"{r['first_text_s']:10.2f} {r['total_s']:7.2f}")
+            low, high = r["spread"]["first_audio_s"]
+            print(f"{run}: done (warm-up incl. compiles {r['warmup_s']:.0f} s); prompt {r['prompt_tokens']:.0f} "
+                  f"tokens, {r['generated_tokens']:.0f} generated; first audio {low:.2f}-{high:.2f} s over "
+                  f"{args.repeats} turns", flush=True)
+    print(f"medians of {args.repeats} turns; audio s/wall s: over the answer (after the first chunk), from input: "
+          f"all the audio over the time since the input was read")
     print(header)
     print("\n".join(rows))
     if args.json:
@@ -165,7 +191,8 @@ def main(argv=None):
 
         with atomic_file(args.json, "w") as f:
             json.dump({"forced_interleave": "boost pattern via logits mask (random weights)",
-                       "param_dtype": args.param_dtype, "input_s": args.seconds, "max_new_tokens": args.max_new_tokens, "runs": results}, f, indent=2)
+                       "param_dtype": args.param_dtype, "repeats": args.repeats, "input_s": args.seconds,
+                       "max_new_tokens": args.max_new_tokens, "runs": results}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """How an LLM's weights are stored for inference: `param_dtype` float32 | bfloat16 | mixed.
 
-`mixed` keeps the two [vocab, embed] matrices (embedding, lm_head) in bfloat16 and every other
-weight in float32; compute stays float32. With a bfloat16 checkpoint (the released ones) it holds
-exactly the checkpoint's values, so the logits are float32's, while each decoding step reads the
-168k-row lm_head at half the bytes: XLA's CPU backend fuses the bfloat16 -> float32 conversion
-into the one-row `hidden @ weight.T` (docs/speech-pipeline.md). A float32 checkpoint loaded as
-`mixed` has its vocabulary matrices rounded to bfloat16.
+`mixed` keeps the lm_head in bfloat16 and every other weight in float32; compute stays float32.
+With a bfloat16 checkpoint (the released ones) it holds exactly the checkpoint's values, so the
+logits are float32's, while every decoding step reads the 168k-row lm_head at half the bytes:
+XLA's CPU backend fuses the bfloat16 -> float32 conversion into the one-row `hidden @ weight.T`
+(nn/qwen2.py, docs/speech-pipeline.md). Not the embedding: XLA:CPU gathers bfloat16 rows through
+a float32 copy of the whole table. A float32 checkpoint loaded as `mixed` has its lm_head rounded
+to bfloat16.
 """
 
 import jax
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 from vita_jax.nn.dtypes import as_dtype
 
 PARAM_DTYPES = ("float32", "bfloat16", "mixed")
-VOCAB_MATRICES = ("embed_tokens", "lm_head")  # the parameter-path names of the [vocab, embed] matrices
+NARROW = "lm_head"  # the parameter-path name of the weights `mixed` keeps in bfloat16
 
 
 def read_dtype(param_dtype):
@@ -33,7 +34,7 @@ def store(params, param_dtype):
 
     def target(path, x):
         names = {getattr(key, "key", None) for key in path}
-        dtype = jnp.bfloat16 if param_dtype == "mixed" and names & set(VOCAB_MATRICES) else base
+        dtype = jnp.bfloat16 if param_dtype == "mixed" and NARROW in names else base
         return x if x.dtype == dtype else x.astype(dtype)
 
     return jax.tree_util.tree_map_with_path(target, params)

@@ -5,6 +5,7 @@ Its embedding, final norm and lm_head are also the ones every MCTP module shares
 
 import flax.linen as nn
 import jax.numpy as jnp
+from jax import lax
 
 from vita_jax.nn.decoder_layer import decoder_layer_class
 from vita_jax.nn.dtypes import as_dtype
@@ -52,6 +53,10 @@ class LMHead(nn.Module):
         # `hidden @ weight.T`, not an einsum over [V, E]: for one row (batch-1 decoding) XLA's CPU
         # backend then fuses the transpose (and a bfloat16 -> float32 cast) into one pass over the
         # weight: 1.5x faster in float32, ~30x with bfloat16-stored weights (docs/speech-pipeline.md)
+        if weight.dtype != self.dtype:
+            # a barrier with the hidden state ties the cast to this product: otherwise XLA casts the
+            # whole weight once per program (loop-invariant) and every product reads the wider copy
+            hidden, weight = lax.optimization_barrier((hidden, weight))
         return jnp.matmul(hidden.astype(self.dtype), weight.astype(self.dtype).T, preferred_element_type=jnp.float32)
 
 
