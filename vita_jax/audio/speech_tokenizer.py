@@ -54,13 +54,21 @@ def _encode_program(variables, features, mask, *, config):
     return WhisperVQEncoder(config).apply(variables, features, mask)
 
 
+def unstack_layers(params):
+    """`params` with the stacked encoder layers as a tuple of per-layer trees: the encoder then runs
+    them unrolled, each weight its own buffer (WhisperVQEncoder.run_layers)."""
+    stacked = params["layers"]
+    count = jax.tree.leaves(stacked)[0].shape[0]
+    return {**params, "layers": tuple(jax.tree.map(lambda w: w[i], stacked) for i in range(count))}
+
+
 class SpeechTokenizer:
     """Holds the encoder variables on device and one jitted encoder (compiled per shape bucket)."""
 
     def __init__(self, params, model_config, feature_config):
         self.model_config = model_config
         self.feature_config = feature_config
-        self.variables = {"params": jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)}
+        self.variables = {"params": unstack_layers(jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params))}
         self.frames_per_token = model_config.frames_per_token
         self.samples_per_token = feature_config.hop_length * self.frames_per_token
         max_tokens = feature_config.segment_samples // self.samples_per_token
