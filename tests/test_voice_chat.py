@@ -185,28 +185,6 @@ def test_speech_decoder_works_while_the_llm_generates(loaded):
     assert len(turn.wav) == sum(n for _, n, _, _ in turn.chunks)
 
 
-def test_the_llm_waits_while_its_first_chunk_is_decoded(loaded):
-    """hold_for_first_audio: no LLM event reaches the pipeline while the first chunk is decoded."""
-    chat = make_chat(loaded)
-    turn = list(chat.chat_stream(text="Hello"))[-1]
-    _, _, start, ready = turn.chunks[0]
-    assert len(turn.chunks) >= 2 and not [t for t in turn.llm_event_s if start < t < ready], (start, ready)
-    assert turn.llm_event_s[-1] > ready  # the LLM went on afterwards
-
-
-def test_a_held_back_chunk_still_releases_the_llm(loaded):
-    """A first chunk too short to decode alone calls after_push without audio: the hold ends."""
-    from vita_jax.pipeline.speech_output import SpeechWorker, make_policy
-
-    pushed, emitted = threading.Event(), []
-    worker = SpeechWorker(make_policy("bounded", loaded[3]), emit=lambda *chunk: emitted.append(chunk),
-                          done=lambda: None, fail=lambda error: None, after_push=pushed.set).start()
-    worker.submit([1])
-    assert pushed.wait(30) and emitted == []
-    worker.stop()
-    worker.join()
-
-
 def live_pipeline_threads():
     return [t.name for t in threading.enumerate() if t.name.startswith("vita-jax")]
 

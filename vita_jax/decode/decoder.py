@@ -221,25 +221,20 @@ def generate(model, input_ids, **options):
 
 def stream(model, input_ids, tokenizer=None, end_of_audio_id=vocabulary.END_OF_AUDIO,
            audio_offset=vocabulary.AUDIO_OFFSET, num_audio_codes=vocabulary.NUM_AUDIO_CODES, executable=None,
-           hold=None, **options):
+           **options):
     """Validate now, then return an iterator of TextEvent / AudioChunkEvent / EndEvent in order,
-    produced while the compiled loop runs. Closing the iterator stops the loop at its next cycle.
-    `hold(tokens [B, S], length [B], active [B])`, if given, runs in the loop's host callback after
-    each snapshot is queued, and the loop waits until it returns (a consumer that needs the cores
-    for a moment holds the LLM back; it must return in bounded time)."""
+    produced while the compiled loop runs. Closing the iterator stops the loop at its next cycle."""
     request = prepare(model, input_ids, **options)
     rows = [RowEvents(i, int(n), request.eos_ids, end_of_audio_id, audio_offset, num_audio_codes, tokenizer)
             for i, n in enumerate(request.prompt_length)]
-    return _events(model, request, rows, executable, hold)
+    return _events(model, request, rows, executable)
 
 
-def _events(model, request, rows, executable, hold):
+def _events(model, request, rows, executable):
     snapshots, closed, outcome = queue.Queue(), threading.Event(), {}
 
     def listener(tokens, length, active):
         snapshots.put((tokens, length, active))
-        if hold is not None and not closed.is_set():
-            hold(tokens, length, active)
         return closed.is_set()
 
     listener_id = register(listener)

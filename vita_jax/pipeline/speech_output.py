@@ -70,13 +70,11 @@ def make_policy(name, decoder, key=None, n_timesteps=None, context_tokens=DEFAUL
 class SpeechWorker:
     """Runs `policy` in a thread: `submit(codes)` per closed chunk, `end(tail_codes)` once the LLM is
     done. For every piece of audio it calls `emit(wav, codes_so_far, decode_start, ready)` (times
-    from `clock`), then `done()` after the end; `fail(error)` if decoding raised; `after_push()`
-    after each chunk is decoded (or held back, too short). `stop()` makes it quit at the next chunk
-    boundary; blocked submits return False then."""
+    from `clock`), then `done()` after the end; `fail(error)` if decoding raised. `stop()` makes
+    it quit at the next chunk boundary; blocked submits return False then."""
 
-    def __init__(self, policy, emit, done, fail, clock=time.perf_counter, queue_size=4, after_push=None):
+    def __init__(self, policy, emit, done, fail, clock=time.perf_counter, queue_size=4):
         self.policy, self.emit, self.done, self.fail, self.clock = policy, emit, done, fail, clock
-        self.after_push = after_push
         self.inbox = queue.Queue(maxsize=queue_size)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="vita-jax-speech-decoder", daemon=True)
@@ -119,8 +117,6 @@ class SpeechWorker:
                 wav = self.policy.push(codes) if kind == "codes" else self.policy.finish(codes)
                 if len(wav):
                     self.emit(np.asarray(wav, np.float32), self.codes, start, self.clock())
-                if self.after_push is not None:
-                    self.after_push()
                 if kind == "end":
                     self.done()
                     return

@@ -17,9 +17,6 @@ turn, dropping the oldest turns with a Note when the cache would overflow); asr 
 single-turn. While the LLM generates (its compiled loop in its own thread), a second thread turns
 each <|end_of_audio|> chunk of codes into audio behind a bounded queue, so chunk k is decoded while
 chunk k+1 is generated. Closing the stream early stops both threads (the LLM at its next cycle).
-The first chunk is decoded with the cores to itself: once the LLM has closed its first audio
-span, its loop waits until the speech worker has decoded that chunk (at most FIRST_AUDIO_HOLD_S;
-`hold_for_first_audio`; on a 2-core CPU the first chunk took 0.52 s beside the LLM, 0.23 s alone).
 
 Timings (TurnEnd.timings, seconds since the input was read): tokenize_s (speech tokenizer),
 compile_s (LLM program, 0 when cached), prefill_s (generation start to the first token),
@@ -47,7 +44,6 @@ from vita_jax.pipeline.speech_input import CodeInput, ContinuousInput, plus_voca
 from vita_jax.pipeline.speech_output import POLICIES, SpeechWorker, make_policy
 from vita_jax.plus.model import PlusModel, is_plus_checkpoint
 
-FIRST_AUDIO_HOLD_S = 10.0  # the longest the LLM waits for its first chunk's decoding (a safety bound)
 
 _executables = weakref.WeakKeyDictionary()  # model -> {(spec, prompt shape, audio shapes): compiled program}
 
@@ -118,12 +114,11 @@ class VoiceChat:
     of `generate` (passed through); speech_policy "bounded" (default: constant cost per chunk) |
     "release" (re-decode everything at each chunk, as the release), flow_steps (the decoder's
     CFM steps; the release streams with 1, decodes offline with 10; None: the decoder's config),
-    context_tokens (bounded policy), decoder_key (PRNG key of the decoder's noise), queue_size,
-    hold_for_first_audio (default True: the LLM waits while its first audio chunk is decoded)."""
+    context_tokens (bounded policy), decoder_key (PRNG key of the decoder's noise), queue_size."""
 
     def __init__(self, model, text_tokenizer, speech_tokenizer, speech_decoder, mode="turbo", max_new_tokens=1024,
                  max_cache_length=None, speech_policy="bounded", flow_steps=1, context_tokens=DEFAULT_CONTEXT_TOKENS,
-                 decoder_key=None, queue_size=4, eos_token_ids=None, hold_for_first_audio=True, **generate_options):
+                 decoder_key=None, queue_size=4, eos_token_ids=None, **generate_options):
         self.model, self.text_tokenizer = model, text_tokenizer
         self.speech_tokenizer, self.speech_decoder = speech_tokenizer, speech_decoder
         if isinstance(model, PlusModel):
@@ -148,7 +143,6 @@ class VoiceChat:
         self.speech_options = dict(name=speech_policy, n_timesteps=speech_decoder.steps(flow_steps),
                                    context_tokens=context_tokens, key=decoder_key)
         self.queue_size = queue_size
-        self.hold_for_first_audio = hold_for_first_audio
         self.conversation = Conversation(self.prompts.message("system", CHAT_SYSTEM))
 
     @classmethod
@@ -287,11 +281,10 @@ class VoiceChat:
         executable = self._executable(request)
         record = _TurnRecord(self.speech_decoder.sample_rate, prompt, notes, tokenize_s,
                              compile_s=time.perf_counter() - compile_start)
-        outbox, stop, first_audio = queue.Queue(), threading.Event(), threading.Event()
-        worker = self._speech_worker(outbox, clock, after_push=first_audio.set) if speak else None
-        hold = self._first_audio_hold(len(prompt), first_audio) if speak and self.hold_for_first_audio else None
-        pump = threading.Thread(target=self._pump, name="vita-jax-llm-events", daemon=True,
-                                args=(request, prompt, executable, outbox, stop, worker, clock, hold))
+        outbox, stop = queue.Queue(), threading.Event()
+        worker = self._speech_worker(outbox, clock) if speak else None
+        pump = threading.Thread(target=self._pump, args=(request, prompt, executable, outbox, stop, worker, clock),
+                                name="vita-jax-llm-events", daemon=True)
         pending = {"llm_done", "speech_done"} if speak else {"llm_done"}
         try:
             record.generation_start = clock()
@@ -316,7 +309,6 @@ class VoiceChat:
             yield turn
         finally:
             stop.set()
-            first_audio.set()  # releases a held LLM
             if worker is not None:
                 worker.stop()
             if pump.ident is not None:
@@ -324,33 +316,20 @@ class VoiceChat:
             if worker is not None and worker.thread.ident is not None:
                 worker.join()
 
-    def _speech_worker(self, outbox, clock, after_push):
+    def _speech_worker(self, outbox, clock):
         options = self.speech_options
         policy = make_policy(options["name"], self.speech_decoder, options["key"], options["n_timesteps"],
                              options["context_tokens"])
         return SpeechWorker(policy, emit=lambda *chunk: outbox.put(("audio", *chunk)),
                             done=lambda: outbox.put(("speech_done",)), fail=lambda error: outbox.put(("error", error)),
-                            clock=clock, queue_size=self.queue_size, after_push=after_push)
+                            clock=clock, queue_size=self.queue_size)
 
-    def _first_audio_hold(self, prompt_length, first_audio):
-        """The `hold` of `stream`: once the generated tokens hold an <|end_of_audio|>, wait until
-        `first_audio` is set (the speech worker's first chunk is decoded or held back as too short,
-        or the turn ended), at most FIRST_AUDIO_HOLD_S; once per turn."""
-        end_of_audio = self.ids.end_of_audio
-
-        def hold(tokens, length, active):
-            if not first_audio.is_set() and (tokens[0, prompt_length:length[0]] == end_of_audio).any():
-                first_audio.wait(FIRST_AUDIO_HOLD_S)
-                first_audio.set()
-        return hold
-
-    def _pump(self, request, prompt, executable, outbox, stop, worker, clock, hold):
+    def _pump(self, request, prompt, executable, outbox, stop, worker, clock):
         """Thread: the LLM's events into `outbox` (stamped), their audio codes to the speech worker."""
         try:
             events = stream(self.model, [prompt], tokenizer=self.text_tokenizer, end_of_audio_id=self.ids.end_of_audio,
                             audio_offset=self.ids.audio_offset, num_audio_codes=self.ids.num_audio_codes,
-                            executable=executable, prompt_inputs=request.prompt_inputs, hold=hold,
-                            **self.generate_options)
+                            executable=executable, prompt_inputs=request.prompt_inputs, **self.generate_options)
             try:
                 tail = ()
                 for event in events:
