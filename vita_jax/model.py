@@ -122,8 +122,8 @@ def load_pretrained(path, param_dtype=None, dtype="float32", scan_layers=False, 
     """Load a Hugging Face directory (qwen2 / qwen2_mtp) or a vita_jax checkpoint.
 
     param_dtype: storage of the parameters, a param_storage.PARAM_DTYPES name (default: as stored);
-    dtype: compute dtype; scan_layers: stacked backbone layers (training) or one subtree per layer (decoding);
-    remat_policy: which decoder-layer activations are recomputed in the backward pass (nn/remat.py).
+    dtype: compute dtype; scan_layers: stacked backbone layers (training) or one subtree per layer
+    (decoding); remat_policy: which decoder-layer activations are recomputed in the backward pass (nn/remat.py).
     """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")

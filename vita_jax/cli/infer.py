@@ -127,8 +127,8 @@ def add_param_dtype_argument(parser):
     parser.add_argument("--param-dtype", choices=PARAM_DTYPES, default=None,
                         help="store the LLM's weights in this dtype (default: as the checkpoint stores them, bfloat16 "
                              "for the released ones). On CPU, where XLA converts most bfloat16 weights slowly, float32 "
-                             "decodes 1.5-2.7x faster for twice the memory, and mixed (float32, but the embedding and "
-                             "lm_head kept bfloat16: the same values for a bfloat16 checkpoint) faster still "
+                             "decodes 1.5-2.7x faster for twice the memory, and mixed (float32, but the lm_head kept "
+                             "bfloat16: the same values for a bfloat16 checkpoint) faster still "
                              "(docs/speech-pipeline.md)")
 
 

@@ -1,9 +1,9 @@
 """`generate`, `stream` and `decode`: validate on the host, then run one compiled program.
 
 One program per (mode plan, batch, prompt bucket, max_new_tokens bucket, sampling shape) and
-model: prompts are padded to a bucket (`prompt_bucket`: 16, 24, 32, 48, 64, 96, ...) and max_new_tokens, eos ids,
-temperature, top-p, the penalty value and the seed are runtime arguments, so a new prompt of the
-same bucket does not recompile. Every check that can fail runs before compilation.
+model: prompts are padded to a bucket (`prompt_bucket`: 16, 24, 32, 48, 64, 96, ...) and
+max_new_tokens, eos ids, temperature, top-p, the penalty value and the seed are runtime
+arguments, so a new prompt of the same bucket does not recompile. Every check that can fail runs before compilation.
 """
 
 import dataclasses

@@ -256,9 +256,10 @@ def load_plus(path, param_dtype=None, dtype="float32", audio_dtype="float32", sc
               round_features=True, dither=0.0, progress=True):
     """Load a Plus Hugging Face folder (model_type qwen2_mtp_sensevoice) or this project's Plus checkpoint.
 
-    param_dtype: storage, a param_storage.PARAM_DTYPES name (default: as stored); dtype / audio_dtype: compute dtype of the LLM /
-    of the encoder and adapter; round_features: bfloat16 rounding of the features before the encoder
-    (the original's behaviour); dither: front-end dither std in int16 units (0: deterministic).
+    param_dtype: storage, a param_storage.PARAM_DTYPES name (default: as stored); dtype /
+    audio_dtype: compute dtype of the LLM / of the encoder and adapter; round_features: bfloat16
+    rounding of the features before the encoder (the original's behaviour); dither: front-end
+    dither std in int16 units (0: deterministic).
     """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint directory not found: {path}")
@@ -278,4 +279,5 @@ def load_plus(path, param_dtype=None, dtype="float32", audio_dtype="float32", sc
             raise ValueError(f"{side}: token id {token} of {name} is outside the vocabulary of {config.vocab_size}")
     config = config.replace(dtype=dtype, remat_policy=remat_policy)
     audio_config = dataclasses.replace(audio_config, dtype=audio_dtype, param_dtype=config.param_dtype)
-    return PlusModel(config, store(params, storage), audio_config, frontend, tokens, hf_config, side, unused, round_features)
+    return PlusModel(config, store(params, storage), audio_config, frontend, tokens, hf_config, side, unused,
+                     round_features)
