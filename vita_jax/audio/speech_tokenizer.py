@@ -22,6 +22,7 @@ from vita_jax.audio.features import frame_mask, segment_log_mels, split_segments
 from vita_jax.audio.wav_io import AudioLoadError, check_waveform, load_audio, resample
 from vita_jax.audio.whisper_vq import WhisperVQEncoder
 from vita_jax.convert.tokenizer_checkpoint import load_checkpoint
+from vita_jax.param_layout import layer_slices
 
 BATCH_TOKEN_BUDGET = 512  # codes per encoder call (~41 s of audio); larger ones spill the caches (docs/speech-speed.md)
 BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # row counts a partial batch is padded to
@@ -58,8 +59,7 @@ def unstack_layers(params):
     """`params` with the stacked encoder layers as a tuple of per-layer trees: the encoder then runs
     them unrolled, each weight its own buffer (WhisperVQEncoder.run_layers)."""
     stacked = params["layers"]
-    count = jax.tree.leaves(stacked)[0].shape[0]
-    return {**params, "layers": tuple(jax.tree.map(lambda w: w[i], stacked) for i in range(count))}
+    return {**params, "layers": tuple(layer_slices(stacked, jax.tree.leaves(stacked)[0].shape[0]))}
 
 
 class SpeechTokenizer:
