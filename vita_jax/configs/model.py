@@ -13,10 +13,10 @@ def tiny():
 
 
 def toy():
-    """The toy MCTP experiment's geometry (docs/toy-mctp.md): 3 backbone layers, K=10 modules, the toy
+    """The toy MCTP experiment's geometry (docs/toy-mctp.md): 4 backbone layers, K=10 modules, the toy
     corpus's vocabulary (484 tokens: BPE words + specials + 64 audio codes, padded to 488)."""
     return ModelConfig(
-        vocab_size=488, hidden_size=64, intermediate_size=192, num_layers=3,
+        vocab_size=488, hidden_size=64, intermediate_size=192, num_layers=4,
         num_heads=4, num_kv_heads=2, rope_theta=10000.0, max_position_embeddings=1024,
         num_mctp_modules=10,
     )

@@ -15,10 +15,10 @@ TOY_AUDIO_CODES = 64  # 16 phoneme units x 4 coarticulation variants; the tiny s
 # modules 1..9); stage 3 runs at a lower rate (at 3e-3 its loss stayed flat); stage 4 is a short,
 # gentle joint fine-tune (at 3e-4 / 1e-3 its loss rose).
 TOY_SCHEDULE = {
-    "stage1_alignment": (400, 16, {"backbone": 3e-3}),
-    "stage2_single_mctp": (200, 16, {"mctp": 3e-3}),
-    "stage3_multi_mctp": (150, 8, {"mctp": 1e-3}),
-    "stage4_sft": (50, 8, {"backbone": 1e-4, "mctp": 3e-4}),
+    "stage1_alignment": (1200, 16, {"backbone": 3e-3}),
+    "stage2_single_mctp": (400, 16, {"mctp": 3e-3}),
+    "stage3_multi_mctp": (250, 8, {"mctp": 1e-3}),
+    "stage4_sft": (100, 8, {"backbone": 1e-4, "mctp": 3e-4}),
 }
 
 
