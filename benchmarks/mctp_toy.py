@@ -45,11 +45,15 @@ def print_table(report):
           f"copy previous {acc['baseline_copy_previous']:.3f}")
     print(f"\ndecoding {report['prompts']} held-out prompts, greedy, batch 1 (max {report['max_new_tokens']} tokens):")
     print(f"  {'mode':>9} {'tokens/s':>9} {'speed-up':>9} {'fwd':>6} {'agree audio':>12} {'agree text':>11} "
-          f"{'exact':>6}")
+          f"{'aligned audio':>14} {'aligned text':>13} {'exact':>6} {'1st diff audio/text':>20}")
     for mode, e in report["modes"].items():
         g = e["agreement"]
+        first = g["first_divergence"]
         print(f"  {mode:>9} {e['tokens_per_s']:9.1f} {e['speedup']:8.2f}x {e['backbone_forwards']:6d} "
-              f"{g['audio']:12.3f} {g['text']:11.3f} {g['exact']:6.2f}")
+              f"{g['audio']:12.3f} {g['text']:11.3f} {g['audio_aligned']:14.3f} {g['text_aligned']:13.3f} "
+              f"{g['exact']:6.2f} {first['audio']:>12d} / {first['text']}")
+    print("  agree: position by position; aligned: tokens of Vanilla's answer kept in a longest common "
+          "subsequence; 1st diff: answers whose first token differing from Vanilla's is an audio / a text token")
     for mode in report["modes"]:
         if mode.startswith("lossless"):
             ll = report[mode]

@@ -61,3 +61,23 @@ def test_committed_toy_reproduces_its_recorded_module_accuracy():
     for key in ("audio", "text"):
         np.testing.assert_allclose(measured[key], recorded[key], atol=1e-6)
         np.testing.assert_allclose(measured["backbone"][key], recorded["backbone"][key], atol=1e-6)
+
+
+def test_agreement_counts_positions_alignment_and_first_divergence():
+    """One dropped code shifts every later position but keeps the rest of the answer aligned; the
+    first divergence is classified by the reference's token there."""
+    from types import SimpleNamespace
+
+    from vita_jax.toy.evaluate import agreement, common_subsequence
+
+    ids = SimpleNamespace(audio_offset=100, num_audio_codes=10)
+    reference = [[1, 100, 101, 102, 103, 2], [1, 2, 104]]
+    answers = [[1, 100, 102, 103, 2], [1, 3, 104]]  # code 101 dropped; text 2 -> 3
+    report = agreement(answers, reference, ids)
+    assert common_subsequence(answers[0], reference[0]) == [1, 100, 102, 103, 2]
+    assert report["audio"] == 2 / 5  # 100 and 104 in place; 102, 103 shifted
+    assert report["audio_aligned"] == 4 / 5
+    assert report["text"] == 2 / 4 and report["text_aligned"] == 3 / 4
+    assert report["first_divergence"] == {"audio": 1, "text": 1, "length": 0}
+    assert report["exact"] == 0.0
+    assert agreement([[1, 100]], [[1, 100, 2]], ids)["first_divergence"]["length"] == 1

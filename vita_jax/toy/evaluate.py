@@ -156,17 +156,51 @@ def decode_all(model, prompts, mode, eos_ids, max_new_tokens):
 
 
 def agreement(answers, reference, ids):
-    """Token-level agreement with the reference answers, on the reference's audio and text
-    positions (None where the references hold none), and the fraction of whole answers identical
-    to the reference."""
-    same = {"audio": [0, 0], "text": [0, 0]}
+    """Agreement with the reference answers, on the reference's audio and text tokens (None where
+    the references hold none):
+      audio / text            position by position (one inserted or dropped token shifts the rest);
+      audio_aligned / ..._aligned  reference tokens matched by a longest common subsequence of the
+                              two answers (what is still right after such a shift);
+      first_divergence        answers whose first differing token is, in the reference, an audio
+                              or a text token ("length": one is a prefix of the other);
+      exact                   the fraction of whole answers identical to the reference."""
+    is_audio = lambda token: ids.audio_offset <= token < ids.audio_offset + ids.num_audio_codes  # noqa: E731
+    same, aligned = {"audio": [0, 0], "text": [0, 0]}, {"audio": 0, "text": 0}
+    first = {"audio": 0, "text": 0, "length": 0}
     for answer, ref in zip(answers, reference):
         for i, token in enumerate(ref):
-            kind = "audio" if ids.audio_offset <= token < ids.audio_offset + ids.num_audio_codes else "text"
+            kind = "audio" if is_audio(token) else "text"
             same[kind][0] += int(i < len(answer) and answer[i] == token)
             same[kind][1] += 1
-    return {**{kind: hits / count if count else None for kind, (hits, count) in same.items()},
+        for token in common_subsequence(answer, ref):
+            aligned["audio" if is_audio(token) else "text"] += 1
+        differ = next((i for i, (a, r) in enumerate(zip(answer, ref)) if a != r), None)
+        if differ is not None:
+            first["audio" if is_audio(ref[differ]) else "text"] += 1
+        elif len(answer) != len(ref):
+            first["length"] += 1
+    report = {kind: hits / count if count else None for kind, (hits, count) in same.items()}
+    report.update({f"{kind}_aligned": aligned[kind] / same[kind][1] if same[kind][1] else None for kind in aligned})
+    return {**report, "first_divergence": first,
             "exact": float(np.mean([a == r for a, r in zip(answers, reference)]))}
+
+
+def common_subsequence(a, b):
+    """A longest common subsequence of two token lists (dynamic programming, O(len(a) * len(b)))."""
+    table = np.zeros((len(a) + 1, len(b) + 1), np.int32)
+    for i in range(len(a) - 1, -1, -1):
+        for j in range(len(b) - 1, -1, -1):
+            table[i, j] = table[i + 1, j + 1] + 1 if a[i] == b[j] else max(table[i + 1, j], table[i, j + 1])
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        if a[i] == b[j]:
+            out.append(a[i])
+            i, j = i + 1, j + 1
+        elif table[i + 1, j] >= table[i, j + 1]:
+            i += 1
+        else:
+            j += 1
+    return out
 
 
 def split_answer(tokenizer, answer):
