@@ -88,7 +88,7 @@ def prepare_mode(model, mode, prompt, new_tokens):
     start = time.perf_counter()
     executable = compile_ahead(model, request)
     compile_s = time.perf_counter() - start
-    memory = executable.memory_analysis()
+    memory = executable.decode.memory_analysis()
     program_bytes = memory.argument_size_in_bytes + memory.temp_size_in_bytes + memory.output_size_in_bytes
     result = decode(model, prompt, executable=executable, **options)
     streamed_latency(model, prompt, options, executable)

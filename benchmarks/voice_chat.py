@@ -15,7 +15,8 @@ vita_jax/param_storage.py); compute is float32.
 Random weights almost never emit <|end_of_audio|>, so the LLM's answer is FORCED into the
 release's Boost interleaving (1 text token, <|begin_of_audio|>, 8 codes, <|end_of_audio|>, then 4
 text + 10 audio tokens repeating) by a logits mask: every forward and the sampling run as without
-it, only ids of the wrong kind get -inf. Each run is `mode:flow_steps:policy`; it is run once to
+it, only ids of the wrong kind get -inf. Each run is `mode:flow_steps:policy[:overlap]` (`overlap`:
+VoiceChat's first_chunk_alone=False, the LLM running on while the first chunk is decoded); it is run once to
 compile (and warm) every program, then timed `--repeats` times: each figure is the median over
 the repeats (and `spread`: the lowest and highest first_audio_s and audio_s_per_wall_s).
 
@@ -127,9 +128,10 @@ def timed_turn(chat, question):
             "first_chunk_decode_s": chunks[0][3] - chunks[0][2]}
 
 
-def measure(parts, question, mode, flow_steps, policy, max_new_tokens, repeats):
+def measure(parts, question, mode, flow_steps, policy, max_new_tokens, repeats, first_chunk_alone=True):
     """Median figures of `repeats` timed turns after one warm-up turn (which compiles)."""
-    chat = VoiceChat(*parts, mode=mode, max_new_tokens=max_new_tokens, speech_policy=policy, flow_steps=flow_steps)
+    chat = VoiceChat(*parts, mode=mode, max_new_tokens=max_new_tokens, speech_policy=policy, flow_steps=flow_steps,
+                     first_chunk_alone=first_chunk_alone)
     ids = chat.ids
     chat.generate_options["forced_interleave"] = ForcedInterleave(
         ids.begin_of_audio, ids.end_of_audio, ids.audio_offset, ids.num_audio_codes,
@@ -140,7 +142,8 @@ def measure(parts, question, mode, flow_steps, policy, max_new_tokens, repeats):
     turns = [timed_turn(chat, question) for _ in range(repeats)]
     result = {key: float(np.median([turn[key] for turn in turns])) if turns[0][key] is not None else None
               for key in turns[0]}
-    result.update(mode=mode, flow_steps=flow_steps, policy=policy, repeats=repeats, warmup_s=warm_s,
+    result.update(mode=mode, flow_steps=flow_steps, policy=policy, first_chunk_alone=first_chunk_alone,
+                  repeats=repeats, warmup_s=warm_s,
                   gaps=int(np.median([turn["gaps"] for turn in turns])),
                   spread={key: [min(turn[key] for turn in turns), max(turn[key] for turn in turns)]
                           for key in ("first_audio_s", "audio_s_per_wall_s") if turns[0][key] is not None})
@@ -149,7 +152,7 @@ def measure(parts, question, mode, flow_steps, policy, max_new_tokens, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="mode:flow_steps:policy ...")
+    parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="mode:flow_steps:policy[:overlap] ...")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length (Boost pattern: 8 codes, "
                                                                         "0.64 s of audio, per 14 tokens)")
     parser.add_argument("--seconds", type=float, default=5.0, help="input speech length")
@@ -171,8 +174,11 @@ def main(argv=None):
                   f"{'total s':>7}")
         rows = []
         for run in args.runs:
-            mode, steps, policy = run.split(":")
-            r = measure(parts, question, mode, int(steps), policy, args.max_new_tokens, args.repeats)
+            mode, steps, policy, *flags = run.split(":")
+            if flags not in ([], ["overlap"]):
+                parser.error(f"--runs {run}: expected mode:flow_steps:policy[:overlap]")
+            r = measure(parts, question, mode, int(steps), policy, args.max_new_tokens, args.repeats,
+                        first_chunk_alone=flags != ["overlap"])
             results[run] = r
             rows.append(f"{run:24} {r['first_audio_s']:13.2f} {r['audio_s_per_wall_s']:14.2f} "
                         f"{r['from_input_audio_s_per_wall_s']:10.2f} {r['gaps']:5d} {r['gap_s']:6.2f} "

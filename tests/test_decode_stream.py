@@ -119,3 +119,53 @@ def test_infer_cli_streams_raw_ids_as_json(tmp_path, capsys):
     assert model.config.param_dtype == "bfloat16"
     expected = model.generate([1, 2, 3], mode=[1, 2], max_new_tokens=7, eos_token_ids=())[0]
     assert bf16["token_ids"] == [int(t) for t in expected]
+
+
+@pytest.mark.parametrize("mode", ["turbo", "boost"])
+def test_a_gated_stream_pauses_after_its_first_audio_chunk_and_resumes_unchanged(mode, monkeypatch):
+    """With a resume_gate the loop returns to the host once the first chunk is closed and goes on
+    only when the gate opens (set here by the consumer on that chunk); the tokens are generate's."""
+    import threading
+
+    import vita_jax.decode.decoder as decoder
+
+    model = decode_model()
+    prompt = PROMPTS[:1]
+    options = dict(mode=mode, max_new_tokens=MAX_NEW, eos_token_ids=())
+    tokens = decode(model, prompt, **options).sequences[0].tolist()
+    below = [t for t in tokens[2:] if t < max(tokens)]
+    audio = dict(audio_offset=max(tokens), num_audio_codes=32 - max(tokens), end_of_audio_id=below[0])
+    gate, resumed = threading.Event(), []
+    original = decoder.resume
+    monkeypatch.setattr(decoder, "resume", lambda *a, **k: resumed.append(gate.is_set()) or original(*a, **k))
+    events = []
+    for event in model.stream(prompt, resume_gate=gate, **audio, **options):
+        events.append(event)
+        if isinstance(event, AudioChunkEvent):
+            gate.set()
+    assert resumed == [True]  # paused once, resumed only after the gate opened
+    assert_stream_is(events, 0, tokens, audio=audio)
+
+
+def test_closing_a_paused_stream_leaves_no_thread():
+    import threading
+
+    model = decode_model()
+    tokens = decode(model, PROMPTS[:1], mode="turbo", max_new_tokens=MAX_NEW, eos_token_ids=()).sequences[0].tolist()
+    below = [t for t in tokens[2:] if t < max(tokens)]
+    audio = dict(audio_offset=max(tokens), num_audio_codes=32 - max(tokens), end_of_audio_id=below[0])
+    stream = model.stream(PROMPTS[:1], resume_gate=threading.Event(), mode="turbo", max_new_tokens=MAX_NEW,
+                          eos_token_ids=(), **audio)
+    assert any(isinstance(event, AudioChunkEvent) for event in stream)  # stops at the first: the loop is paused
+    stream.close()  # the gate never opens: closing ends the paused decoding
+    assert [t.name for t in threading.enumerate() if t.name == "vita-jax-decode"] == []
+
+
+def test_lossless_and_batches_cannot_pause():
+    import threading
+
+    model = decode_model()
+    with pytest.raises(ValueError, match="lossless mode cannot pause"):
+        model.stream(PROMPTS[:1], mode="lossless", resume_gate=threading.Event())
+    with pytest.raises(ValueError, match="single prompt"):
+        model.stream(PROMPTS, mode="turbo", resume_gate=threading.Event())

@@ -185,6 +185,29 @@ def test_speech_decoder_works_while_the_llm_generates(loaded):
     assert len(turn.wav) == sum(n for _, n, _, _ in turn.chunks)
 
 
+def test_first_chunk_alone_pauses_the_llm_until_the_first_chunk_is_audio(chat, loaded, monkeypatch):
+    """first_chunk_alone: the LLM's loop resumes (once) only after the speech decoder has finished
+    the first chunk, and the answer and its audio are those of the pipeline without the pause."""
+    import time
+
+    import vita_jax.decode.decoder as decoder
+    from vita_jax.pipeline import speech_output
+
+    overlap = make_chat(loaded, speech_policy="release", flow_steps=1, first_chunk_alone=False)
+    pushed, resumed = [], []
+    push, resume = speech_output.ReleasePolicy.push, decoder.resume
+    monkeypatch.setattr(speech_output.ReleasePolicy, "push",
+                        lambda self, codes: (push(self, codes), pushed.append(time.perf_counter()))[0])
+    monkeypatch.setattr(decoder, "resume", lambda *a, **k: (resumed.append(time.perf_counter()), resume(*a, **k))[1])
+    free = overlap.chat(speech=speech(), sample_rate=16000)
+    first_push = len(pushed)
+    chat.reset()
+    paused = chat.chat(speech=speech(), sample_rate=16000)  # first_chunk_alone by default
+    assert len(resumed) == 1 and resumed[0] >= pushed[first_push]  # after the paused turn's first chunk
+    assert paused.token_ids == free.token_ids and paused.codes == free.codes
+    np.testing.assert_allclose(paused.wav, free.wav, rtol=0, atol=1e-6)
+
+
 def live_pipeline_threads():
     return [t.name for t in threading.enumerate() if t.name.startswith("vita-jax")]
 

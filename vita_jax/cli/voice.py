@@ -38,6 +38,9 @@ def add_arguments(parser):
                             "codes at every chunk, as the release (cost and compiles grow with the answer)")
     group.add_argument("--flow-steps", type=int, default=1, help="the decoder's flow-matching steps (release "
                                                                  "streams with 1, decodes offline with 10)")
+    group.add_argument("--overlap-first-chunk", action="store_true",
+                       help="let the LLM run on while the first audio chunk is decoded (default: it pauses, so the "
+                            "first chunk gets every core and the first audio leaves sooner; same output)")
     group.add_argument("--force-interleave", action="store_true",
                        help="force the Boost text/audio pattern with a logits mask (random weights)")
 
@@ -120,7 +123,7 @@ def build_pipeline(args, options, root=None, random_demo=False):
     else:
         dirs = (args.checkpoint, args.speech_tokenizer, args.speech_decoder)
     chat = VoiceChat.from_dirs(*dirs, param_dtype=args.param_dtype, speech_policy=args.speech_policy,
-                               flow_steps=args.flow_steps, **options)
+                               flow_steps=args.flow_steps, first_chunk_alone=not args.overlap_first_chunk, **options)
     if args.force_interleave or (args.demo and random_demo):
         ids = chat.ids
         chat.generate_options["forced_interleave"] = ForcedInterleave(

@@ -18,9 +18,9 @@ import numpy as np
 
 from vita_jax import vocabulary
 from vita_jax.decode.lossless import run_lossless
-from vita_jax.decode.loop import run_schedule
+from vita_jax.decode.loop import run_schedule, run_steady
 from vita_jax.decode.sampling import Sampling
-from vita_jax.decode.schedule import LOSSLESS, Plan, plan_for
+from vita_jax.decode.schedule import Plan, is_lossless, plan_for
 from vita_jax.decode.state import StepContext, init_state
 from vita_jax.decode.streaming import RowEvents, notifier, register, unregister
 
@@ -38,6 +38,7 @@ class ProgramSpec:
     slots: int
     sampling: typing.Any  # SamplingStatic
     forced: typing.Any = None  # ForcedInterleave (a logits mask forcing the interleaving) or None
+    resumable: bool = False  # the program also returns its state, which `resume_program` continues
 
 
 @dataclasses.dataclass
@@ -98,11 +99,12 @@ def prompt_rows(input_ids):
 
 def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DEFAULT_EOS, pad_token_id=None,
             max_cache_length=None, num_draft=None, do_sample=False, temperature=1.0, top_k=0, top_p=1.0,
-            repetition_penalty=1.0, seed=0, prompt_inputs=None, forced_interleave=None):
+            repetition_penalty=1.0, seed=0, prompt_inputs=None, forced_interleave=None, resumable=False):
     """Validate everything and build the Request (raises ValueError naming the bad value).
     `prompt_inputs`: keyword arrays of the module's `prompt_embeddings(prompt, ...)`, which then
     gives the prompt's backbone input embeddings at prefill (the Plus model's audio).
-    `forced_interleave`: a decode.forced_pattern.ForcedInterleave (benchmarks on random weights)."""
+    `forced_interleave`: a decode.forced_pattern.ForcedInterleave (benchmarks on random weights).
+    `resumable`: a program that can pause (see `stream`'s `resume_gate`); scheduled modes only."""
     config = model.config
     rows = prompt_rows(input_ids)
     for i, row in enumerate(rows):
@@ -115,7 +117,7 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
     num_modules = config.num_mctp_modules
     longest = max(len(row) for row in rows)
     prompt_slots = prompt_bucket(longest)
-    if isinstance(mode, str) and mode.strip().lower() == LOSSLESS:
+    if is_lossless(mode):
         plan, num_draft = None, num_modules if num_draft is None else num_draft
         if not 1 <= num_draft <= num_modules:
             raise ValueError(f"lossless mode: num_draft {num_draft} must be in [1, {num_modules}] "
@@ -124,6 +126,8 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
             raise ValueError("lossless mode verifies greedy tokens: use do_sample=False and repetition_penalty=1.0")
         if forced_interleave is not None:
             raise ValueError("forced_interleave applies to the scheduled modes, not to lossless")
+        if resumable:
+            raise ValueError("lossless mode cannot pause and resume (resumable / resume_gate): use a scheduled mode")
         reach, used = 2 * num_draft, num_draft
     else:
         if num_draft is not None:
@@ -146,7 +150,7 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
     for i, row in enumerate(rows):
         prompt[i, :len(row)] = row
     slots = prompt_slots + bucket(max_new_tokens) + reach + used + 2
-    spec = ProgramSpec(plan, num_draft, slots, sampling.static, forced_interleave)
+    spec = ProgramSpec(plan, num_draft, slots, sampling.static, forced_interleave, bool(resumable))
     return Request(spec, prompt, np.array([len(r) for r in rows], np.int32), int(max_new_tokens), eos_ids,
                    int(pad_token_id), sampling, prompt_inputs)
 
@@ -166,6 +170,19 @@ def decode_program(params, prompt, prompt_length, max_new_tokens, eos_ids, key, 
         state = run_schedule(ctx, state, spec.plan, prompt.shape[1], notify)
     else:
         state = run_lossless(ctx, state, spec.num_draft, prompt.shape[1], notify)
+    return (_summary(state), state) if spec.resumable else _summary(state)
+
+
+@functools.partial(jax.jit, static_argnames=("module", "spec"), donate_argnames=("state",))
+def resume_program(params, state, eos_ids, sampling, listener_id, *, module, spec):
+    """A paused resumable decoding (spec.resumable, a scheduled mode) continued from the state it
+    returned: the steady cycles until every row has stopped or the listener stops it again."""
+    ctx = StepContext(module.apply, params, spec.sampling, sampling, eos_ids, None, spec.forced)
+    state = run_steady(ctx, state.replace(cancelled=jnp.zeros((), bool)), spec.plan, notifier(listener_id))
+    return _summary(state), state
+
+
+def _summary(state):
     return {"tokens": state.tokens, "length": state.length, "backbone_forwards": state.backbone_forwards,
             "module_forwards": state.module_forwards, "draft_rounds": state.draft_rounds,
             "drafts_accepted": state.drafts_accepted}
@@ -182,16 +199,51 @@ def eos_padded(eos_ids):
     return np.array([*eos_ids, *[-1] * (MAX_EOS_IDS - len(eos_ids))], np.int32)
 
 
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """A request's programs compiled ahead of time: `decode`, and `resume` when it is resumable."""
+    decode: typing.Any
+    resume: typing.Any = None
+
+
 def compile_ahead(model, request):
-    """The program of `request` compiled ahead of time (to time compilation apart from running)."""
-    return decode_program.lower(*program_arguments(model, request), module=model.module, spec=request.spec).compile()
+    """The programs of `request` compiled ahead of time (to time compilation apart from running)."""
+    args = program_arguments(model, request)
+    program = functools.partial(decode_program, module=model.module, spec=request.spec)
+    resume = None
+    if request.spec.resumable:
+        _, state = jax.eval_shape(program, *args)
+        resume = resume_program.lower(*resume_arguments(model, request, state), module=model.module,
+                                      spec=request.spec).compile()
+    return Compiled(decode_program.lower(*args, module=model.module, spec=request.spec).compile(), resume)
+
+
+def resume_arguments(model, request, state, listener_id=-1):
+    return (model.params, state, jnp.asarray(eos_padded(request.eos_ids)), request.sampling.dynamic,
+            jnp.int32(listener_id))
+
+
+def run_program(model, request, listener_id=-1, executable=None):
+    """Run the request's program (jitted, or `executable` from compile_ahead); its outputs stay
+    on the device: the summary, or (summary, state) for a resumable request."""
+    args = program_arguments(model, request, listener_id)
+    if executable is not None:
+        return executable.decode(*args)
+    return decode_program(*args, module=model.module, spec=request.spec)
+
+
+def resume(model, request, state, listener_id=-1, executable=None):
+    """Continue a paused resumable decoding from `state` (consumed); returns (summary, state)."""
+    args = resume_arguments(model, request, state, listener_id)
+    if executable is not None:
+        return executable.resume(*args)
+    return resume_program(*args, module=model.module, spec=request.spec)
 
 
 def execute(model, request, listener_id=-1, executable=None):
-    """Run the program (jitted, or `executable` from compile_ahead); outputs as numpy arrays."""
-    args = program_arguments(model, request, listener_id)
-    out = executable(*args) if executable is not None else decode_program(*args, module=model.module, spec=request.spec)
-    return jax.tree.map(np.asarray, out)
+    """Run the program to its end; the summary as numpy arrays."""
+    out = run_program(model, request, listener_id, executable)
+    return jax.tree.map(np.asarray, out[0] if request.spec.resumable else out)
 
 
 def result_from(request, out):
@@ -221,27 +273,46 @@ def generate(model, input_ids, **options):
 
 def stream(model, input_ids, tokenizer=None, end_of_audio_id=vocabulary.END_OF_AUDIO,
            audio_offset=vocabulary.AUDIO_OFFSET, num_audio_codes=vocabulary.NUM_AUDIO_CODES, executable=None,
-           **options):
+           resume_gate=None, **options):
     """Validate now, then return an iterator of TextEvent / AudioChunkEvent / EndEvent in order,
-    produced while the compiled loop runs. Closing the iterator stops the loop at its next cycle."""
+    produced while the compiled loop runs. Closing the iterator stops the loop at its next cycle.
+
+    `resume_gate` (a threading.Event; one prompt, a scheduled mode): once the output holds its
+    first <|end_of_audio|>, the loop PAUSES at its next steady-cycle boundary and goes on when the
+    event is set (e.g. once the speech decoder has made that chunk's audio). It pauses by
+    returning its state to the host, so it holds no compute thread meanwhile (a wait inside the
+    loop's host callback would keep one of XLA:CPU's pool threads); the output is unchanged."""
+    if resume_gate is not None:
+        options["resumable"] = True
     request = prepare(model, input_ids, **options)
+    if resume_gate is not None and len(request.prompt_length) != 1:
+        raise ValueError(f"resume_gate pauses a single prompt's decoding, got {len(request.prompt_length)} prompts")
     rows = [RowEvents(i, int(n), request.eos_ids, end_of_audio_id, audio_offset, num_audio_codes, tokenizer)
             for i, n in enumerate(request.prompt_length)]
-    return _events(model, request, rows, executable)
+    return _events(model, request, rows, executable, resume_gate)
 
 
-def _events(model, request, rows, executable):
+def _events(model, request, rows, executable, resume_gate):
     snapshots, closed, outcome = queue.Queue(), threading.Event(), {}
+    pause = {"armed": resume_gate is not None, "requested": False}
 
     def listener(tokens, length, active):
         snapshots.put((tokens, length, active))
+        if pause["armed"] and rows[0].holds_a_closed_chunk(tokens[0], int(length[0])):
+            pause.update(armed=False, requested=True)
+            return True
         return closed.is_set()
 
     listener_id = register(listener)
 
     def worker():
         try:
-            execute(model, request, listener_id, executable)
+            out = jax.block_until_ready(run_program(model, request, listener_id, executable))
+            if pause["requested"]:
+                while not (resume_gate.wait(0.05) or closed.is_set()):
+                    pass
+                if not closed.is_set():
+                    jax.block_until_ready(resume(model, request, out[1], listener_id, executable))
         except BaseException as error:  # handed to the consumer below
             outcome["error"] = error
         finally:

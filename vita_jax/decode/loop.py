@@ -1,7 +1,8 @@
 """The scheduled modes (Vanilla, Balance, Boost, Turbo, custom lists) as one compiled program:
 prefill, the plan's transient cycles unrolled, then its steady cycle in a `lax.while_loop`
-until every row has stopped. `notify(state)` runs after the first token and after each cycle
-(the streaming hook; identity when not streaming)."""
+until every row has stopped or the streaming listener asks the loop to stop (or to pause:
+`decoder.resume_program` runs the steady cycles on from the returned state). `notify(state)`
+runs after the first token and after each cycle (the streaming hook; identity when not streaming)."""
 
 import jax
 import jax.numpy as jnp
@@ -31,5 +32,11 @@ def run_schedule(ctx, state, plan, prompt_slots, notify):
     state = prefill(ctx, state, prompt_slots, notify)
     for cycle in plan.transient:
         state = notify(run_cycle(ctx, state, cycle))
+    return run_steady(ctx, state, plan, notify)
+
+
+def run_steady(ctx, state, plan, notify):
+    """The steady cycle until every row has stopped or the listener asked to stop; also what a
+    paused decoding resumes with."""
     return jax.lax.while_loop(lambda s: s.active.any() & ~s.cancelled,
                               lambda s: notify(run_cycle(ctx, s, plan.steady)), state)

@@ -51,6 +51,11 @@ class Plan:
         return max(self.steady.backbone_chunk, 1, *self.steady.module_chunks)
 
 
+def is_lossless(mode):
+    """Whether `mode` names the lossless path (modules draft, the backbone verifies) rather than a schedule."""
+    return isinstance(mode, str) and mode.strip().lower() == LOSSLESS
+
+
 def parse_mode(mode, num_modules):
     """A preset name or a list [m1, n1, ...] -> tuple of (m, n) pairs, validated against the
     model's number of MCTP modules. Raises ValueError naming the bad value."""

@@ -122,6 +122,10 @@ class RowEvents:
             reason = "eos" if last in self.eos_ids else "max_new_tokens"
             yield EndEvent(self.row, reason, self.seen, tuple(int(t) for t in tokens[self.start:length]))
 
+    def holds_a_closed_chunk(self, tokens, length):
+        """Whether this row's output in `tokens[:length]` holds an <|end_of_audio|>."""
+        return bool((np.asarray(tokens[self.start:length]) == self.end_of_audio).any())
+
     def _text(self, ids):
         text = None
         if self.tokenizer is not None:

@@ -71,12 +71,14 @@ class SpeechWorker:
     """Runs `policy` in a thread: `submit(codes)` per closed chunk, `end(tail_codes)` once the LLM is
     done. For every piece of audio it calls `emit(wav, codes_so_far, decode_start, ready)` (times
     from `clock`), then `done()` after the end; `fail(error)` if decoding raised. `stop()` makes
-    it quit at the next chunk boundary; blocked submits return False then."""
+    it quit at the next chunk boundary; blocked submits return False then. `first_done` is set
+    once the first item has been decoded (or the worker stopped)."""
 
     def __init__(self, policy, emit, done, fail, clock=time.perf_counter, queue_size=4):
         self.policy, self.emit, self.done, self.fail, self.clock = policy, emit, done, fail, clock
         self.inbox = queue.Queue(maxsize=queue_size)
         self.stopped = threading.Event()
+        self.first_done = threading.Event()
         self.thread = threading.Thread(target=self._run, name="vita-jax-speech-decoder", daemon=True)
         self.codes = 0
 
@@ -101,6 +103,7 @@ class SpeechWorker:
 
     def stop(self):
         self.stopped.set()
+        self.first_done.set()
 
     def join(self):
         self.thread.join()
@@ -117,8 +120,11 @@ class SpeechWorker:
                 wav = self.policy.push(codes) if kind == "codes" else self.policy.finish(codes)
                 if len(wav):
                     self.emit(np.asarray(wav, np.float32), self.codes, start, self.clock())
+                self.first_done.set()
                 if kind == "end":
                     self.done()
                     return
         except BaseException as error:  # handed to the consumer
             self.fail(error)
+        finally:
+            self.first_done.set()

@@ -45,6 +45,8 @@ def build_parser():
     add_sampling_arguments(parser)
     parser.add_argument("--speech-policy", choices=POLICIES, default="bounded")
     parser.add_argument("--flow-steps", type=int, default=1, help="speech decoder flow-matching steps")
+    parser.add_argument("--overlap-first-chunk", action="store_true",
+                        help="let the LLM run on while the first audio chunk is decoded (default: it pauses)")
     parser.add_argument("--force-interleave", action="store_true",
                         help="force the Boost text/audio pattern with a logits mask (random weights; on in --demo)")
     parser.add_argument("--log-level", default="info")
