@@ -121,6 +121,13 @@ def test_infer_cli_streams_raw_ids_as_json(tmp_path, capsys):
     assert bf16["token_ids"] == [int(t) for t in expected]
 
 
+def audio_closing_early(tokens):
+    """Audio stand-ins for `tokens` (the largest id and above are codes) whose first
+    <|end_of_audio|> comes a few tokens into the answer."""
+    below = [t for t in tokens[2:] if t < max(tokens)]
+    return dict(audio_offset=max(tokens), num_audio_codes=32 - max(tokens), end_of_audio_id=below[0])
+
+
 @pytest.mark.parametrize("mode", ["turbo", "boost"])
 def test_a_gated_stream_pauses_after_its_first_audio_chunk_and_resumes_unchanged(mode, monkeypatch):
     """With a resume_gate the loop returns to the host once the first chunk is closed and goes on
@@ -133,8 +140,7 @@ def test_a_gated_stream_pauses_after_its_first_audio_chunk_and_resumes_unchanged
     prompt = PROMPTS[:1]
     options = dict(mode=mode, max_new_tokens=MAX_NEW, eos_token_ids=())
     tokens = decode(model, prompt, **options).sequences[0].tolist()
-    below = [t for t in tokens[2:] if t < max(tokens)]
-    audio = dict(audio_offset=max(tokens), num_audio_codes=32 - max(tokens), end_of_audio_id=below[0])
+    audio = audio_closing_early(tokens)
     gate, resumed = threading.Event(), []
     original = decoder.resume
     monkeypatch.setattr(decoder, "resume", lambda *a, **k: resumed.append(gate.is_set()) or original(*a, **k))
@@ -152,8 +158,7 @@ def test_closing_a_paused_stream_leaves_no_thread():
 
     model = decode_model()
     tokens = decode(model, PROMPTS[:1], mode="turbo", max_new_tokens=MAX_NEW, eos_token_ids=()).sequences[0].tolist()
-    below = [t for t in tokens[2:] if t < max(tokens)]
-    audio = dict(audio_offset=max(tokens), num_audio_codes=32 - max(tokens), end_of_audio_id=below[0])
+    audio = audio_closing_early(tokens)
     stream = model.stream(PROMPTS[:1], resume_gate=threading.Event(), mode="turbo", max_new_tokens=MAX_NEW,
                           eos_token_ids=(), **audio)
     assert any(isinstance(event, AudioChunkEvent) for event in stream)  # stops at the first: the loop is paused
