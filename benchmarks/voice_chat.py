@@ -54,6 +54,7 @@ from vita_jax.param_storage import PARAM_DTYPES, store
 from vita_jax.pipeline import VoiceChat
 from vita_jax.pipeline.prompts import CHAT_SYSTEM
 from vita_jax.pipeline.random_parts import random_speech_tokenizer, speech_tokenizer_config
+from vita_jax.pipeline.speech_output import POLICIES
 from vita_jax.vocabulary import NUM_AUDIO_CODES
 
 SENTENCE = ("Hello, could you tell me what the weather will be like tomorrow morning in the city, "
@@ -150,6 +151,16 @@ def measure(parts, question, mode, flow_steps, policy, max_new_tokens, repeats, 
     return result
 
 
+def parse_run(run):
+    """`mode:flow_steps:policy[:overlap]` -> (mode, flow_steps, policy, first_chunk_alone)."""
+    fields = run.split(":")
+    if (len(fields) not in (3, 4) or not fields[1].isdigit() or int(fields[1]) < 1 or fields[2] not in POLICIES
+            or fields[3:] not in ([], ["overlap"])):
+        raise ValueError(f"--runs {run}: expected mode:flow_steps:policy[:overlap] with flow_steps >= 1 and policy "
+                         f"one of {', '.join(POLICIES)}, e.g. turbo:1:bounded")
+    return fields[0], int(fields[1]), fields[2], fields[3:] != ["overlap"]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="mode:flow_steps:policy[:overlap] ...")
@@ -160,6 +171,10 @@ def main(argv=None):
     parser.add_argument("--param-dtype", choices=PARAM_DTYPES, default="mixed", help="the LLM's weight storage")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    try:
+        runs = [parse_run(run) for run in args.runs]
+    except ValueError as error:
+        parser.error(str(error))
 
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, {os.cpu_count()} CPUs, float32 compute, random "
           f"weights (the LLM's: bfloat16 values stored as --param-dtype {args.param_dtype})")
@@ -173,12 +188,8 @@ def main(argv=None):
                   f"{'gap s':>6} {'chunks':>6} {'audio s':>7} {'tokenize s':>10} {'prefill s':>9} {'1st text s':>10} "
                   f"{'total s':>7}")
         rows = []
-        for run in args.runs:
-            mode, steps, policy, *flags = run.split(":")
-            if flags not in ([], ["overlap"]):
-                parser.error(f"--runs {run}: expected mode:flow_steps:policy[:overlap]")
-            r = measure(parts, question, mode, int(steps), policy, args.max_new_tokens, args.repeats,
-                        first_chunk_alone=flags != ["overlap"])
+        for run, (mode, steps, policy, first_chunk_alone) in zip(args.runs, runs):
+            r = measure(parts, question, mode, steps, policy, args.max_new_tokens, args.repeats, first_chunk_alone)
             results[run] = r
             rows.append(f"{run:24} {r['first_audio_s']:13.2f} {r['audio_s_per_wall_s']:14.2f} "
                         f"{r['from_input_audio_s_per_wall_s']:10.2f} {r['gaps']:5d} {r['gap_s']:6.2f} "

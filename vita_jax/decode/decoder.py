@@ -208,14 +208,13 @@ class Compiled:
 
 def compile_ahead(model, request):
     """The programs of `request` compiled ahead of time (to time compilation apart from running)."""
-    args = program_arguments(model, request)
-    program = functools.partial(decode_program, module=model.module, spec=request.spec)
+    decode = decode_program.lower(*program_arguments(model, request), module=model.module, spec=request.spec)
     resume = None
     if request.spec.resumable:
-        _, state = jax.eval_shape(program, *args)
+        _, state = decode.out_info  # the returned state's shapes, from the one trace
         resume = resume_program.lower(*resume_arguments(model, request, state), module=model.module,
                                       spec=request.spec).compile()
-    return Compiled(decode_program.lower(*args, module=model.module, spec=request.spec).compile(), resume)
+    return Compiled(decode.compile(), resume)
 
 
 def resume_arguments(model, request, state, listener_id=-1):
@@ -294,12 +293,12 @@ def stream(model, input_ids, tokenizer=None, end_of_audio_id=vocabulary.END_OF_A
 
 def _events(model, request, rows, executable, resume_gate):
     snapshots, closed, outcome = queue.Queue(), threading.Event(), {}
-    pause = {"armed": resume_gate is not None, "requested": False}
+    paused = threading.Event()
 
     def listener(tokens, length, active):
         snapshots.put((tokens, length, active))
-        if pause["armed"] and rows[0].holds_a_closed_chunk(tokens[0], int(length[0])):
-            pause.update(armed=False, requested=True)
+        if resume_gate is not None and not paused.is_set() and rows[0].holds_a_closed_chunk(tokens[0], int(length[0])):
+            paused.set()
             return True
         return closed.is_set()
 
@@ -308,7 +307,7 @@ def _events(model, request, rows, executable, resume_gate):
     def worker():
         try:
             out = jax.block_until_ready(run_program(model, request, listener_id, executable))
-            if pause["requested"]:
+            if paused.is_set():
                 while not (resume_gate.wait(0.05) or closed.is_set()):
                     pass
                 if not closed.is_set():
