@@ -74,12 +74,14 @@ def stream_costs(dec, chunks, context_tokens):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, nargs="+", default=[1, 5, 20])
-    ap.add_argument("--stream-chunks", type=int, default=12, help="10-code chunks per benchmarked stream")
+    ap.add_argument("--stream-chunks", type=int, default=12, help="10-code chunks per benchmarked stream (0: none)")
     ap.add_argument("--context", type=int, nargs="+", default=[10], help="bounded stream contexts (codes)")
     ap.add_argument("--repeats", type=int, default=3, help="warm runs per offline length (median and spread)")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.stream_chunks < 0:
+        ap.error(f"--stream-chunks must be >= 0, got {args.stream_chunks}")
     given = argv if argv is not None else sys.argv[1:]
     print("command: python -m benchmarks.speech_decoder_speed " + " ".join(shlex.quote(a) for a in given))
     print(machine_line())
@@ -104,6 +106,8 @@ def main(argv=None):
               f"{summary(r['hift_s'])} | {summary(r['rtf'])} | {ref or '-'} | {ratio} | {r['compile_s']:.1f} |",
               flush=True)
 
+    if not args.stream_chunks:
+        return
     chunks = [rng.integers(0, cfg.flow.vocab_size, 10) for _ in range(args.stream_chunks)]
     print(f"\nstreaming, {args.stream_chunks} chunks of 10 codes (0.8 s of audio each), warm")
     for context in [*args.context, None]:

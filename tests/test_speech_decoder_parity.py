@@ -8,7 +8,7 @@ import torch
 
 from tests.torch_refs.decoder_checkpoint import rel_l2, tiny_decoder
 from vita_jax.audio.flow_encoder import FlowEncoder
-from vita_jax.audio.flow_estimator import FlowEstimator
+from vita_jax.audio.flow_estimator import FlowEstimator, attention, dense_attention
 from vita_jax.audio.flow_matching import LengthRegulator, euler_schedule, mel_length
 from vita_jax.audio.hift import HiFTGenerator, istft, stft
 from vita_jax.audio.speech_decoder import SpeechDecoder
@@ -64,7 +64,7 @@ def test_length_regulator_matches_reference(models):
     assert float(jnp.abs(got[:, n_frames:]).max()) == 0.0
 
 
-# 600 / 640 frames: attention runs over blocks of queries (flow_estimator.QUERY_CHUNK).
+# 600 / 640 frames: attention runs one head at a time (flow_estimator.PER_HEAD_ABOVE).
 @pytest.mark.parametrize("length,padded_to", [(27, 27), (27, 34), (600, 600), (600, 640)])
 def test_estimator_matches_reference(models, length, padded_to):
     dec, flow, _ = models
@@ -83,6 +83,17 @@ def test_estimator_matches_reference(models, length, padded_to):
     got = apply({"params": dec.params["flow"]["decoder.estimator"]}, buf(x), mask, buf(mu), jnp.asarray(t.numpy()),
                 jnp.asarray(spks.numpy()), buf(cond), padded_to != length)
     assert rel_l2(ref, got[:, :length]) < TOL
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_per_head_blocked_attention_equals_the_batched_softmax(padded):
+    """Long sequences: one head at a time, in query blocks (here 3 of 104 for 300 frames),
+    normalised after the `p v` product; padded keys (bias -inf) get no weight."""
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 3, 300, 16)) for i in range(3))
+    bias = jnp.where(jnp.arange(300) < jnp.array([[300], [271]]), 0.0, -jnp.inf)[:, None, None, :] if padded else None
+    expected = dense_attention(q, k, v, bias)
+    got = attention(q, k, v, bias, query_block=128)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_euler_schedule_is_the_cosine_recurrence():

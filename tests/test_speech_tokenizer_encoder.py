@@ -8,6 +8,7 @@ import torch
 from vita_jax.convert.tokenizer_checkpoint import model_config_from_hf
 from tests.helpers.speech_tokenizer import encoder_params, reference_features, speech_pair, tiled
 from tests.torch_refs.whisper_vq_ref import random_ref, tiny_hf_config
+from vita_jax.audio.head_attention import PER_HEAD_ABOVE
 from vita_jax.audio.whisper_vq import WhisperVQEncoder, block_causal_attention
 
 CFG = tiny_hf_config(layers=4, quantize_position=3)
@@ -57,11 +58,12 @@ def test_batched_segments_with_masks_parity(models):
     np.testing.assert_array_equal(got_ids[1][valid[1]], alone_ids[0][alone_valid[0]])
 
 
-def test_block_attention_equals_dense_attention_under_the_spec_mask():
+@pytest.mark.parametrize("length,block", [(37, 5), (PER_HEAD_ABOVE + 44, 64)])  # batched heads; one at a time
+def test_block_attention_equals_dense_attention_under_the_spec_mask(length, block):
     """Blockwise attention (only allowed blocks computed) equals dense softmax attention with
     the spec's mask `(j <= i or i // block == j // block) and key_mask[j]`; partial last block."""
     rng = np.random.default_rng(1)
-    batch, heads, length, dim, block = 2, 3, 37, 8, 5
+    batch, heads, dim = 2, 3, 8
     q, k, v = (rng.standard_normal((batch, heads, length, dim)).astype(np.float32) for _ in range(3))
     key_mask = rng.random((batch, length)) < 0.8
     key_mask[:, 0] = True

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 
 from vita_jax.audio.decoder_config import FlowConfig
 from vita_jax.audio.decoder_layers import Conv1d, ConvTranspose1d, GroupNorm, mish
+from vita_jax.audio.head_attention import PER_HEAD_ABOVE, normalized_after, over_heads
+from vita_jax.round_up import round_up
 
 
 def timestep_features(t, dim, scale=1000.0):
@@ -25,7 +27,7 @@ def timestep_features(t, dim, scale=1000.0):
     return jnp.concatenate([jnp.sin(arg), jnp.cos(arg)], axis=-1)
 
 
-QUERY_CHUNK = 256  # queries per attention step once a sequence is longer than two chunks
+QUERY_BLOCK = 1024  # most queries per step within one head
 
 
 def dense_attention(q, k, v, key_bias):
@@ -36,22 +38,26 @@ def dense_attention(q, k, v, key_bias):
     return jnp.einsum("bhij,bhjd->bhid", jax.nn.softmax(scores, axis=-1), v)
 
 
-def attention(q, k, v, key_bias):
-    """`dense_attention`, over blocks of QUERY_CHUNK queries for long sequences (same values).
-
-    The [B, H, T, T] scores of a 20 s utterance (T ~ 1700 mel frames) are ~190 MB: written to
-    and read back from memory by every op of the softmax. A loop over query blocks keeps each
-    block's scores ([B, H, 256, T], ~28 MB) in the last-level cache: one estimator call at
-    T = 1728 went from 7.3 to 4.6 s on a 2-core EPYC (docs/speech-speed.md). Short sequences,
-    where the loop was slower, keep the single dense step.
-    """
+def attention(q, k, v, key_bias, query_block=QUERY_BLOCK):
+    """`dense_attention` (the same values up to rounding); above PER_HEAD_ABOVE frames one head at a
+    time (head_attention), in blocks of at most `query_block` queries (a head's weights <= ~7 MB)."""
     b, h, t, d = q.shape
-    if t <= 2 * QUERY_CHUNK:
+    if t <= PER_HEAD_ABOVE:
         return dense_attention(q, k, v, key_bias)
-    n = -(-t // QUERY_CHUNK)
-    blocks = jnp.pad(q, ((0, 0), (0, 0), (0, n * QUERY_CHUNK - t), (0, 0))).reshape(b, h, n, QUERY_CHUNK, d)
-    out = jax.lax.map(lambda block: dense_attention(block, k, v, key_bias), blocks.transpose(2, 0, 1, 3, 4))
-    return out.transpose(1, 2, 0, 3, 4).reshape(b, h, n * QUERY_CHUNK, d)[:, :, :t]
+    n_blocks = -(-t // query_block)
+    block = round_up(-(-t // n_blocks), 8)
+    scale = jnp.float32(1.0 / math.sqrt(d))
+
+    def one_head(qh, kh, vh, *bias):
+        blocks = jnp.pad(qh * scale, ((0, n_blocks * block - t), (0, 0))).reshape(n_blocks, block, d)
+
+        def query_block_out(qb):
+            scores = qb @ kh.T
+            return normalized_after(scores + bias[0] if bias else scores, vh)
+
+        return jax.lax.map(query_block_out, blocks).reshape(n_blocks * block, d)[:t]
+
+    return over_heads(one_head, q, k, v, *(() if key_bias is None else (key_bias[:, 0],)))
 
 
 class Block1D(nn.Module):

@@ -12,8 +12,9 @@ run unrolled: under the scan XLA copied each layer's weights out of the stack on
 import dataclasses
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
+
+from vita_jax.audio.head_attention import PER_HEAD_ABOVE, normalized_after, over_heads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,20 +39,29 @@ class WhisperVQConfig:
         return 2 * self.pool_size
 
 
+def _block_causal(q, k, v, key_mask, block_size):
+    """`block_causal_attention` on [..., T, head_dim] arrays, key_mask broadcastable to [..., 1, T]."""
+    length, outputs = q.shape[-2], []
+    for start in range(0, length, block_size):
+        stop = min(start + block_size, length)
+        scores = q[..., start:stop, :] @ jnp.swapaxes(k[..., :stop, :], -1, -2)
+        scores = jnp.where(key_mask[..., :stop], scores, jnp.finfo(scores.dtype).min)
+        outputs.append(normalized_after(scores, v[..., :stop, :]))
+    return jnp.concatenate(outputs, axis=-2)
+
+
 def block_causal_attention(q, k, v, key_mask, block_size):
     """Softmax attention under GLM's block-causal mask, computing only the allowed blocks.
 
     q, k, v [B, H, T, head_dim]; key_mask [B, T]. Query i may see key j iff key j is valid
     and `j <= i or i // block == j // block`, i.e. iff j's block is not after i's block:
-    so the queries of block b attend to the valid keys [0, end of block b).
+    so the queries of block b attend to the valid keys [0, end of block b). Above
+    PER_HEAD_ABOVE frames it runs one head at a time (head_attention: 118 -> 51 ms per layer
+    for a 30 s segment on a 2-core EPYC).
     """
-    length, outputs = q.shape[2], []
-    for start in range(0, length, block_size):
-        stop = min(start + block_size, length)
-        scores = q[:, :, start:stop] @ jnp.swapaxes(k[:, :, :stop], 2, 3)
-        scores = jnp.where(key_mask[:, None, None, :stop], scores, jnp.finfo(scores.dtype).min)
-        outputs.append(jax.nn.softmax(scores, axis=-1) @ v[:, :, :stop])
-    return jnp.concatenate(outputs, axis=2)
+    if q.shape[2] <= PER_HEAD_ABOVE:
+        return _block_causal(q, k, v, key_mask[:, None, None, :], block_size)
+    return over_heads(lambda qh, kh, vh, mask: _block_causal(qh, kh, vh, mask[None, :], block_size), q, k, v, key_mask)
 
 
 class SelfAttention(nn.Module):
