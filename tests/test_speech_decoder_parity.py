@@ -10,7 +10,7 @@ from tests.torch_refs.decoder_checkpoint import rel_l2, tiny_decoder
 from vita_jax.audio.flow_encoder import FlowEncoder
 from vita_jax.audio.flow_estimator import FlowEstimator, attention, dense_attention
 from vita_jax.audio.flow_matching import LengthRegulator, euler_schedule, mel_length
-from vita_jax.audio.hift import HiFTGenerator, istft, stft
+from vita_jax.audio.hift import SIN_SQUARED_LIMIT, HiFTGenerator, istft, sin_squared, snake, stft
 from vita_jax.audio.speech_decoder import SpeechDecoder
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -143,6 +143,22 @@ def test_flow_with_prompt_matches_reference(models):
                              z).numpy()[0].T
     got = dec.flow(np.concatenate([prompt, codes]), prompt_feat, z.numpy())[60:]
     assert rel_l2(ref, got) < 1e-5
+
+
+def test_sin_squared_is_sin_squared_to_float32_rounding():
+    x = np.concatenate([np.linspace(-10, 10, 100001), np.linspace(-SIN_SQUARED_LIMIT, SIN_SQUARED_LIMIT, 100001)])
+    x = x.astype(np.float32)
+    np.testing.assert_allclose(sin_squared(jnp.asarray(x)), np.sin(x.astype(np.float64)) ** 2, rtol=0, atol=3e-7)
+
+
+def test_snake_matches_torch_at_small_and_large_inputs():
+    """Snake x + sin(a x)^2 / a equals torch's, also where a x passes SIN_SQUARED_LIMIT (jnp.sin there)."""
+    alpha = np.array([0.5, 1.0, 3.0], np.float32)
+    for top in (20.0, 4 * SIN_SQUARED_LIMIT):
+        x = np.linspace(-top, top, 3001, dtype=np.float32)[:, None] * np.ones(3, np.float32)
+        xt, at = torch.from_numpy(x), torch.from_numpy(alpha)
+        want = (xt + (1.0 / (at + 1e-9)) * torch.sin(xt * at) ** 2).numpy()
+        np.testing.assert_allclose(snake(jnp.asarray(x), jnp.asarray(alpha)), want, rtol=1e-6, atol=1e-6)
 
 
 def test_stft_and_istft_match_torch():

@@ -84,11 +84,46 @@ def istft(mag, phase, n_fft, hop, n_frames=None):
     return jnp.where(env > 1e-11, out / jnp.where(env > 1e-11, env, 1.0), 0.0)
 
 
+# sin(r) = r + r^3 (c0 + c1 r^2 + c2 r^4 + c3 r^6) on [-pi/2, pi/2]: a least-squares fit of the
+# relative error (at most 6e-9 in float64, below float32 rounding).
+_SIN_COEFFS = (-0.16666659712791443, 0.00833306647837162, -0.00019809603691101074, 2.6057823561131954e-06)
+# pi split in three (Cody-Waite) so that k * part is exact: r = x - k pi loses no accuracy for
+# |x| <= SIN_SQUARED_LIMIT; beyond it `snake` falls back to jnp.sin.
+_PI_PARTS = (3.140625, 9.67502593994140625e-4, 1.509957990978376432e-7)
+SIN_SQUARED_LIMIT = 8192.0
+
+
+def sin_squared(x):
+    """sin(x)^2 for |x| <= SIN_SQUARED_LIMIT, within 2.5e-7 of the exact value (jnp.sin: 9e-8).
+
+    XLA's CPU sin costs ~6 ns per element on 2 cores, 3-4x a memory pass: the Snake activations
+    of HiFT (24 of them over [hop * T / 4, 128] at the last stage) took ~1.6 s of the 6.9 s of a
+    20 s vocoding. This one reduces x to r in [-pi/2, pi/2] (sin^2 has period pi, so no sign to
+    track) and evaluates a degree-9 odd polynomial: ~22 ms for 14 M elements against ~80 ms.
+    """
+    k = jnp.round(x * jnp.float32(1 / np.pi))
+    r = x
+    for part in _PI_PARTS:
+        r = r - k * jnp.float32(part)
+    r2 = r * r
+    c0, c1, c2, c3 = (jnp.float32(c) for c in _SIN_COEFFS)
+    sin_r = r + r * r2 * (c0 + r2 * (c1 + r2 * (c2 + r2 * c3)))
+    return sin_r * sin_r
+
+
+def snake(x, alpha):
+    """x + sin(alpha x)^2 / alpha (`Snake` of the original, alpha per channel)."""
+    def using(sin2):  # the whole expression in each branch, so it stays one fused pass
+        return lambda x: x + (1.0 / (alpha + 1e-9)) * sin2(x * alpha)
+
+    fast = jnp.max(jnp.abs(x * alpha)) <= SIN_SQUARED_LIMIT
+    return jax.lax.cond(fast, using(sin_squared), using(lambda a: jnp.square(jnp.sin(a))), x)
+
+
 class Snake(nn.Module):
     @nn.compact
     def __call__(self, x):
-        alpha = self.param("alpha", nn.initializers.ones, (x.shape[-1],))
-        return x + (1.0 / (alpha + 1e-9)) * jnp.square(jnp.sin(x * alpha))
+        return snake(x, self.param("alpha", nn.initializers.ones, (x.shape[-1],)))
 
 
 class ResBlock(nn.Module):
