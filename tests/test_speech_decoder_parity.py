@@ -64,7 +64,7 @@ def test_length_regulator_matches_reference(models):
     assert float(jnp.abs(got[:, n_frames:]).max()) == 0.0
 
 
-# 600 / 640 frames: attention runs one head at a time (flow_estimator.PER_HEAD_ABOVE).
+# 600 / 640 frames: attention runs one head at a time (above head_attention.PER_HEAD_ABOVE).
 @pytest.mark.parametrize("length,padded_to", [(27, 27), (27, 34), (600, 600), (600, 640)])
 def test_estimator_matches_reference(models, length, padded_to):
     dec, flow, _ = models
