@@ -66,11 +66,11 @@ def test_committed_toy_reproduces_its_recorded_module_accuracy():
 def test_agreement_counts_positions_alignment_and_first_divergence():
     """One dropped code shifts every later position but keeps the rest of the answer aligned; the
     first divergence is classified by the reference's token there."""
-    from types import SimpleNamespace
-
+    from vita_jax.data.tokenizer import VocabIds
     from vita_jax.toy.evaluate import agreement, common_subsequence
 
-    ids = SimpleNamespace(audio_offset=100, num_audio_codes=10)
+    ids = VocabIds(im_start=0, im_end=0, begin_of_audio=0, end_of_audio=0, audio_offset=100, num_audio_codes=10,
+                   vocab_size=110)
     reference = [[1, 100, 101, 102, 103, 2], [1, 2, 104]]
     answers = [[1, 100, 102, 103, 2], [1, 3, 104]]  # code 101 dropped; text 2 -> 3
     report = agreement(answers, reference, ids)

@@ -77,3 +77,7 @@ class VocabIds:
         return cls(im_start=ids(IM_START), im_end=ids(IM_END), begin_of_audio=ids("<|begin_of_audio|>"),
                    end_of_audio=ids("<|end_of_audio|>"), audio_offset=audio_offset,
                    num_audio_codes=len(tokenizer) - audio_offset, vocab_size=len(tokenizer))
+
+    def is_audio(self, token):
+        """Whether `token` (an id, or elementwise an int array) is one of the `<|audio_k|>` ids."""
+        return (token >= self.audio_offset) & (token < self.audio_offset + self.num_audio_codes)

@@ -110,12 +110,12 @@ def module_accuracy(model, tokenizer, records, batch=16):
             target = labels[:, offset:]
             guess = predicted[:, :length - offset]
             valid = target != IGNORE
-            is_audio = (target >= ids.audio_offset) & (target < ids.audio_offset + ids.num_audio_codes)
+            is_audio = ids.is_audio(target)
             for kind, mask in (("audio", valid & is_audio), ("text", valid & ~is_audio)):
                 hits[kind][depth] += (guess == target)[mask].sum()
                 totals[kind][depth] += mask.sum()
         target, previous = labels[:, 1:], input_ids[:, :-1]
-        audio = (target >= ids.audio_offset) & (target < ids.audio_offset + ids.num_audio_codes)
+        audio = ids.is_audio(target)
         all_targets += list(target[audio])
         copy_hits += int((previous == target)[audio].sum())
     accuracy = {kind: (hits[kind] / np.maximum(totals[kind], 1)).tolist() for kind in hits}
@@ -164,19 +164,18 @@ def agreement(answers, reference, ids):
       first_divergence        answers whose first differing token is, in the reference, an audio
                               or a text token ("length": one is a prefix of the other);
       exact                   the fraction of whole answers identical to the reference."""
-    is_audio = lambda token: ids.audio_offset <= token < ids.audio_offset + ids.num_audio_codes  # noqa: E731
     same, aligned = {"audio": [0, 0], "text": [0, 0]}, {"audio": 0, "text": 0}
     first = {"audio": 0, "text": 0, "length": 0}
     for answer, ref in zip(answers, reference):
         for i, token in enumerate(ref):
-            kind = "audio" if is_audio(token) else "text"
+            kind = "audio" if ids.is_audio(token) else "text"
             same[kind][0] += int(i < len(answer) and answer[i] == token)
             same[kind][1] += 1
         for token in common_subsequence(answer, ref):
-            aligned["audio" if is_audio(token) else "text"] += 1
+            aligned["audio" if ids.is_audio(token) else "text"] += 1
         differ = next((i for i, (a, r) in enumerate(zip(answer, ref)) if a != r), None)
         if differ is not None:
-            first["audio" if is_audio(ref[differ]) else "text"] += 1
+            first["audio" if ids.is_audio(ref[differ]) else "text"] += 1
         elif len(answer) != len(ref):
             first["length"] += 1
     report = {kind: hits / count if count else None for kind, (hits, count) in same.items()}
@@ -206,7 +205,7 @@ def common_subsequence(a, b):
 def split_answer(tokenizer, answer):
     """(text, audio codes) of generated ids (specials dropped)."""
     ids = VocabIds.of(tokenizer)
-    codes = [t - ids.audio_offset for t in answer if ids.audio_offset <= t < ids.audio_offset + ids.num_audio_codes]
+    codes = [t - ids.audio_offset for t in answer if ids.is_audio(t)]
     text_ids = [t for t in answer if t < ids.begin_of_audio - 9 and t not in (ids.im_end, ids.im_start)]
     return tokenizer.decode(text_ids, skip_special_tokens=True).strip(), codes
 
