@@ -48,7 +48,6 @@ from vita_jax.audio.speech_decoder import SpeechDecoder
 from vita_jax.audio.speech_tokenizer import SpeechTokenizer
 from vita_jax.audio.wav_io import load_audio, write_wav
 from vita_jax.configs.model import get_config
-from vita_jax.decode.forced_pattern import ForcedInterleave
 from vita_jax.model import VitaAudioModel
 from vita_jax.param_storage import PARAM_DTYPES, store
 from vita_jax.pipeline import VoiceChat
@@ -133,10 +132,7 @@ def measure(parts, question, mode, flow_steps, policy, max_new_tokens, repeats, 
     """Median figures of `repeats` timed turns after one warm-up turn (which compiles)."""
     chat = VoiceChat(*parts, mode=mode, max_new_tokens=max_new_tokens, speech_policy=policy, flow_steps=flow_steps,
                      first_chunk_alone=first_chunk_alone)
-    ids = chat.ids
-    chat.generate_options["forced_interleave"] = ForcedInterleave(
-        ids.begin_of_audio, ids.end_of_audio, ids.audio_offset, ids.num_audio_codes,
-        text_end=ids.begin_of_audio - 9, not_text=chat.eos_ids)
+    chat.force_boost_pattern()
     warm_start = time.perf_counter()
     chat.chat(speech=question)  # compiles every program this run uses
     warm_s = time.perf_counter() - warm_start

@@ -14,7 +14,6 @@ from tests.helpers.compiles import count_compiles
 from tests.helpers.plus import speech, write_plus_parts
 from vita_jax.audio.wav_io import AudioLoadError, write_wav
 from vita_jax.decode.decoder import prepare
-from vita_jax.decode.forced_pattern import ForcedInterleave
 from vita_jax.pipeline import PipelineSetupError, VoiceChat
 from vita_jax.plus.frontend import num_lfr_rows
 from vita_jax.plus.model import placeholder_runs
@@ -31,10 +30,7 @@ def parts(tmp_path_factory):
 @pytest.fixture(scope="module")
 def chat(parts):
     chat = VoiceChat.from_dirs(parts[0], None, parts[1], mode=MODE, max_new_tokens=MAX_NEW, speech_policy="release")
-    ids = chat.ids
-    chat.generate_options["forced_interleave"] = ForcedInterleave(
-        ids.begin_of_audio, ids.end_of_audio, ids.audio_offset, ids.num_audio_codes,
-        text_end=ids.begin_of_audio - 9, not_text=chat.eos_ids)
+    chat.force_boost_pattern()
     return chat
 
 

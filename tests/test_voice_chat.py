@@ -10,7 +10,6 @@ import pytest
 
 from vita_jax.audio.wav_io import AudioLoadError, write_wav
 from vita_jax.decode.decoder import decode, prepare
-from vita_jax.decode.forced_pattern import ForcedInterleave
 from vita_jax.pipeline import AudioChunk, Note, PipelineSetupError, TextDelta, TurnEnd, VoiceChat
 from vita_jax.pipeline.conversation import PromptTooLongError
 from vita_jax.pipeline.prompts import CHAT_SYSTEM
@@ -33,16 +32,10 @@ def loaded(parts):
     return first.model, first.text_tokenizer, first.speech_tokenizer, first.speech_decoder
 
 
-def forced(chat):
-    ids = chat.ids
-    return ForcedInterleave(ids.begin_of_audio, ids.end_of_audio, ids.audio_offset, ids.num_audio_codes,
-                            text_end=ids.begin_of_audio - 9, not_text=chat.eos_ids)
-
-
 def make_chat(loaded, **options):
     options = {"mode": MODE, "max_new_tokens": MAX_NEW, **options}
     chat = VoiceChat(*loaded, **options)
-    chat.generate_options["forced_interleave"] = forced(chat)
+    chat.force_boost_pattern()
     return chat
 
 

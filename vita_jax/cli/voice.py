@@ -30,9 +30,16 @@ def add_arguments(parser):
     group.add_argument("--stream-dir", help="also write every audio chunk to DIR/chunk_NNN.wav as it arrives")
     group.add_argument("--interactive", action="store_true",
                        help="multi-turn chat: read text lines or audio paths from stdin (/reset, empty line quits)")
-    group.add_argument("--speech-tokenizer", help="GLM-4-Voice tokenizer directory (original or converted; not "
-                                                  "needed by a VITA-Audio-Plus --checkpoint)")
-    group.add_argument("--speech-decoder", help="GLM-4-Voice decoder directory (original or converted)")
+    add_speech_part_arguments(group)
+
+
+def add_speech_part_arguments(group):
+    """The speech parts and how the answer is spoken: shared by infer.py's speech tasks and the server."""
+    group.add_argument("--speech-tokenizer", "--tokenizer-dir", dest="speech_tokenizer",
+                       help="GLM-4-Voice tokenizer directory (original or converted; not needed by a "
+                            "VITA-Audio-Plus --checkpoint)")
+    group.add_argument("--speech-decoder", "--decoder-dir", dest="speech_decoder",
+                       help="GLM-4-Voice decoder directory (original or converted)")
     group.add_argument("--speech-policy", choices=POLICIES, default="bounded",
                        help="bounded (default): constant-cost bounded-context streaming; release: re-decode all "
                             "codes at every chunk, as the release (cost and compiles grow with the answer)")
@@ -42,7 +49,13 @@ def add_arguments(parser):
                        help="let the LLM run on while the first audio chunk is decoded (default: it pauses, so the "
                             "first chunk gets every core and the first audio leaves sooner; same output)")
     group.add_argument("--force-interleave", action="store_true",
-                       help="force the Boost text/audio pattern with a logits mask (random weights)")
+                       help="force the Boost text/audio pattern with a logits mask (random weights; on for the "
+                            "server's --demo)")
+
+
+def check_speech_part_arguments(parser, args):
+    if args.flow_steps < 1:
+        parser.error(f"--flow-steps must be >= 1, got {args.flow_steps}")
 
 
 def speech_task_flags(args):
@@ -101,15 +114,12 @@ def check_arguments(parser, args):
     for flag, path in (("--audio", args.audio), ("--voice", args.voice)):
         if path and not os.path.isfile(path):
             parser.error(f"{flag} {path}: no such file")
-    if args.flow_steps < 1:
-        parser.error(f"--flow-steps must be >= 1, got {args.flow_steps}")
+    check_speech_part_arguments(parser, args)
 
 
 def build_pipeline(args, options, root=None, random_demo=False):
     """VoiceChat from the flags (for --demo: the trained toy and tiny random speech parts written under `root`;
     with `random_demo`, a tiny random LLM too, forced into the Boost pattern as the server's demo uses)."""
-    from vita_jax.decode.forced_pattern import ForcedInterleave
-
     if args.demo and random_demo:
         from vita_jax.pipeline.random_parts import write_random_parts
 
@@ -125,10 +135,7 @@ def build_pipeline(args, options, root=None, random_demo=False):
     chat = VoiceChat.from_dirs(*dirs, param_dtype=args.param_dtype, speech_policy=args.speech_policy,
                                flow_steps=args.flow_steps, first_chunk_alone=not args.overlap_first_chunk, **options)
     if args.force_interleave or (args.demo and random_demo):
-        ids = chat.ids
-        chat.generate_options["forced_interleave"] = ForcedInterleave(
-            ids.begin_of_audio, ids.end_of_audio, ids.audio_offset, ids.num_audio_codes,
-            text_end=ids.begin_of_audio - 9, not_text=chat.eos_ids)  # <|begin_of_image|> and up: no text
+        chat.force_boost_pattern()
     return chat
 
 

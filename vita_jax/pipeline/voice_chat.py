@@ -36,6 +36,7 @@ from vita_jax.audio.wav_io import AudioLoadError
 from vita_jax.data.tokenizer import END_OF_TEXT, TokenizerError, VocabIds, audio_token, extend_tokenizer
 from vita_jax.decode import AudioChunkEvent, EndEvent, TextEvent
 from vita_jax.decode.decoder import compile_ahead, prepare, stream
+from vita_jax.decode.forced_pattern import ForcedInterleave
 from vita_jax.decode.schedule import is_lossless
 from vita_jax.pipeline.conversation import Conversation, check_fits
 from vita_jax.pipeline.events import AudioChunk, Note, TextDelta, TurnEnd
@@ -233,6 +234,25 @@ class VoiceChat:
     def reset(self):
         """Forget the conversation's turns (the system message stays)."""
         self.conversation.clear()
+
+    def compile_for_prompt(self, length):
+        """Compile (once per model and shape) the decoding program of a `length`-token prompt under
+        the current options, so that no turn later waits for it (the server's warm-up)."""
+        self._executable(prepare(self.model, [[0] * length], **self.generate_options))
+
+    def compiled_programs(self):
+        """The decoding programs compiled so far for this model: batch, prompt bucket, cache slots."""
+        return [{"batch": shape[0], "prompt_bucket": shape[1], "cache_slots": spec.slots, "lossless": spec.plan is None}
+                for spec, shape, _ in _executables.get(self.model, {})]
+
+    def force_boost_pattern(self):
+        """Answer in the release's Boost text/audio pattern, forced by a logits mask (random weights
+        never close an audio span; decode/forced_pattern.py). Text: the ids below <|begin_of_image|>
+        (<|begin_of_audio|> - 9, the first of the VITA-Audio specials), the eos ids excluded."""
+        ids = self.ids
+        self.generate_options["forced_interleave"] = ForcedInterleave(
+            ids.begin_of_audio, ids.end_of_audio, ids.audio_offset, ids.num_audio_codes,
+            text_end=ids.begin_of_audio - 9, not_text=self.eos_ids)
 
     # ---- steps ---------------------------------------------------------------------------------
     def _read(self, speech, sample_rate):

@@ -14,7 +14,6 @@ import tempfile
 
 from vita_jax.cli import voice
 from vita_jax.cli.infer import add_param_dtype_argument, add_sampling_arguments, decoding_options
-from vita_jax.pipeline.speech_output import POLICIES
 from vita_jax.serve.background import WS_MAX_BYTES
 from vita_jax.serve.service import MODES, Service
 
@@ -23,10 +22,6 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", action="store_true", help="tiny random checkpoints of all three parts, made now")
     parser.add_argument("--checkpoint", help="LLM directory (Hugging Face or vita_jax layout, with its tokenizer)")
-    parser.add_argument("--tokenizer-dir", "--speech-tokenizer", dest="speech_tokenizer",
-                        help="GLM-4-Voice speech tokenizer directory (original or converted)")
-    parser.add_argument("--decoder-dir", "--speech-decoder", dest="speech_decoder",
-                        help="GLM-4-Voice speech decoder directory (original or converted)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--ssl-certfile", help="serve HTTPS (needed for the microphone on a non-localhost address)")
@@ -43,12 +38,7 @@ def build_parser():
     parser.add_argument("--max-audio-s", type=float, default=30.0, help="longest recording accepted (seconds)")
     add_param_dtype_argument(parser)
     add_sampling_arguments(parser)
-    parser.add_argument("--speech-policy", choices=POLICIES, default="bounded")
-    parser.add_argument("--flow-steps", type=int, default=1, help="speech decoder flow-matching steps")
-    parser.add_argument("--overlap-first-chunk", action="store_true",
-                        help="let the LLM run on while the first audio chunk is decoded (default: it pauses)")
-    parser.add_argument("--force-interleave", action="store_true",
-                        help="force the Boost text/audio pattern with a logits mask (random weights; on in --demo)")
+    voice.add_speech_part_arguments(parser.add_argument_group("speech parts"))
     parser.add_argument("--log-level", default="info")
     return parser
 
@@ -70,8 +60,7 @@ def load_service(args, root, parser=None, log=print):
     if missing:
         parser.error(f"give --checkpoint, --tokenizer-dir and --decoder-dir (or --demo) (a VITA-Audio-Plus --checkpoint "
                      f"needs no --tokenizer-dir): missing {', '.join(missing)}")
-    if args.flow_steps < 1:
-        parser.error(f"--flow-steps must be >= 1, got {args.flow_steps}")
+    voice.check_speech_part_arguments(parser, args)
     offered = parse_modes(parser, args.modes, tuple(m for m in MODES if not (args.demo and m == "lossless")))
     if args.mode not in offered:
         parser.error(f"--mode {args.mode} is not among --modes {','.join(offered)}")

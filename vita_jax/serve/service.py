@@ -10,9 +10,8 @@ import time
 import numpy as np
 
 from vita_jax.decode import LOSSLESS, PRESETS
-from vita_jax.decode.decoder import MIN_BUCKET, prepare
+from vita_jax.decode.decoder import MIN_BUCKET, prompt_bucket
 from vita_jax.pipeline.conversation import Conversation
-from vita_jax.pipeline.voice_chat import _executables
 from vita_jax.serve.turn_queue import TurnQueue
 
 TASKS = ("chat", "asr", "tts")
@@ -100,16 +99,15 @@ class Service:
             length = MIN_BUCKET
             while length <= budget:
                 began = time.perf_counter()
-                session._executable(prepare(session.model, [[0] * length], **session.generate_options))
+                session.compile_for_prompt(length)
                 log(f"warm-up: {mode} prompt bucket {length} {time.perf_counter() - began:.1f} s")
-                length *= 2
+                length = prompt_bucket(length + 1)
         self.warmup_s = time.perf_counter() - start
         return self.warmup_s
 
     def info(self):
         model = self.chat.model
-        programs = [{"batch": shape[0], "prompt_bucket": shape[1], "cache_slots": spec.slots,
-                     "lossless": spec.plan is None} for spec, shape, _ in _executables.get(model, {})]
+        programs = self.chat.compiled_programs()
         config = model.config
         return {
             "model": self.description, "demo": self.demo,
