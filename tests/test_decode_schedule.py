@@ -8,7 +8,7 @@ import pytest
 from vita_jax.configs.model import tiny
 from vita_jax import VitaAudioModel
 from vita_jax.decode import decode
-from vita_jax.decode.decoder import bucket, prompt_bucket
+from vita_jax.decode.decoder import bucket, prompt_bucket, prompt_buckets
 from tests.helpers.compiles import count_compiles
 from vita_jax.decode.schedule import Cycle, parse_mode, plan_for
 
@@ -65,6 +65,8 @@ def test_buckets():
     assert [bucket(n) for n in (1, 16, 17, 32, 33, 100)] == [16, 16, 32, 32, 64, 128]
     assert [prompt_bucket(n) for n in (1, 16, 17, 24, 25, 96, 97, 129)] == [16, 16, 24, 24, 32, 96, 128, 192]
     assert all(0 <= prompt_bucket(n) - n < prompt_bucket(n) / 3 for n in range(16, 3000))  # < 1/3 padding
+    assert prompt_buckets(100) == [16, 24, 32, 48, 64, 96] and prompt_buckets(15) == []
+    assert {prompt_bucket(n) for n in range(1, 2049)} == set(prompt_buckets(2048))  # what the server compiles ahead
 
 
 @functools.lru_cache(maxsize=None)

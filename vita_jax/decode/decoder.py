@@ -78,6 +78,14 @@ def prompt_bucket(n):
     return three_quarters if power > MIN_BUCKET and n <= three_quarters else power
 
 
+def prompt_buckets(limit):
+    """Every prompt bucket of at most `limit` tokens, smallest first (what a server compiles ahead)."""
+    sizes = []
+    while (size := prompt_bucket(sizes[-1] + 1 if sizes else 1)) <= limit:
+        sizes.append(size)
+    return sizes
+
+
 def prompt_rows(input_ids):
     """[T] / [B, T] array or a list of id lists (rows may differ in length) -> list of int32 rows."""
     if isinstance(input_ids, (np.ndarray, jax.Array)) or (input_ids and np.isscalar(input_ids[0])):

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from vita_jax.decode import LOSSLESS, PRESETS
-from vita_jax.decode.decoder import MIN_BUCKET, prompt_bucket
+from vita_jax.decode.decoder import prompt_buckets
 from vita_jax.pipeline.conversation import Conversation
 from vita_jax.serve.turn_queue import TurnQueue
 
@@ -96,12 +96,10 @@ class Service:
             session = self.new_session()
             session.generate_options["mode"] = self.modes[mode]
             budget = min(prompt_tokens or 0, session.cache_length - session.generate_options["max_new_tokens"])
-            length = MIN_BUCKET
-            while length <= budget:
+            for length in prompt_buckets(budget):
                 began = time.perf_counter()
                 session.compile_for_prompt(length)
                 log(f"warm-up: {mode} prompt bucket {length} {time.perf_counter() - began:.1f} s")
-                length = prompt_bucket(length + 1)
         self.warmup_s = time.perf_counter() - start
         return self.warmup_s
 
