@@ -4,9 +4,9 @@ the speed-ups and the lossless mode's acceptance."""
 
 from vita_jax.toy.evaluate import MODES, TOY_CHECKPOINT, compare_modes, heldout_records, load_toy, split_answer
 
-BANNER = ("--demo: the built-in TRAINED TOY ({path}): a 3-layer, K=10 VITA-Audio model trained in minutes on this "
-          "CPU through the 4-stage curriculum on a synthetic spoken language (make toy rebuilds it). Prompts are "
-          "held out from its training. Greedy decoding, batch 1; speeds exclude compilation.")
+BANNER = ("--demo: the built-in TRAINED TOY ({path}): a {layers}-layer, K={modules} VITA-Audio model trained in "
+          "minutes on this CPU through the 4-stage curriculum on a synthetic spoken language (make toy rebuilds it). "
+          "Prompts are held out from its training. Greedy decoding, batch 1; speeds exclude compilation.")
 
 
 def show_answer(tokenizer, answer, width=18):
@@ -16,8 +16,9 @@ def show_answer(tokenizer, answer, width=18):
 
 
 def main(max_new_tokens=128, prompts=3):
-    print(BANNER.format(path=TOY_CHECKPOINT), flush=True)
     model, tokenizer = load_toy()
+    print(BANNER.format(path=TOY_CHECKPOINT, layers=model.config.num_layers, modules=model.config.num_mctp_modules),
+          flush=True)
     records = heldout_records(prompts, tasks=("tts", "spoken_chat"))
     print(f"compiling and decoding {len(records)} held-out prompts in {len(MODES)} modes ...", flush=True)
     report = compare_modes(model, tokenizer, records, max_new_tokens=max_new_tokens)
