@@ -88,4 +88,5 @@ def test_remat_changes_memory_not_results(scan_layers):
 
     want = jax.value_and_grad(loss)(plain.params, plain.module)
     got = jax.value_and_grad(loss)(plain.params, VitaAudio(cfg_remat))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), got, want)
+    # recomputation fuses differently: float32 rounding (1.7e-5 relative on one of 16384 gradients on an AVX2 CPU)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), got, want)

@@ -8,6 +8,7 @@
 Every special id is read from the checkpoint's tokenizer by string (VocabIds.of).
 """
 
+import concurrent.futures
 import os
 import time
 
@@ -127,16 +128,33 @@ def module_accuracy(model, tokenizer, records, batch=16):
             "baseline_copy_previous": copy_hits / max(len(all_targets), 1)}
 
 
-def decode_all(model, prompts, mode, eos_ids, max_new_tokens):
-    """Each prompt decoded alone (batch 1, greedy): (answers, wall seconds after a warm-up pass,
-    backbone forwards, lossless acceptance per depth or None)."""
+def decode_options(mode, eos_ids, max_new_tokens):
+    """`decode`'s options for a benchmark mode name ("lossless:N": lossless with N drafts)."""
+    options = dict(mode=mode, max_new_tokens=max_new_tokens, eos_token_ids=eos_ids)
+    if mode.startswith("lossless:"):
+        options.update(mode="lossless", num_draft=int(mode.split(":")[1]))
+    return options
+
+
+def compile_modes(model, prompts, modes, eos_ids, max_new_tokens):
+    """Decode every prompt once in every mode, modes side by side on the machine's cores: this
+    compiles each (mode, prompt bucket) program, and XLA compiles with the GIL released."""
     from vita_jax.decode.decoder import decode
 
-    options = dict(mode=mode, max_new_tokens=max_new_tokens, eos_token_ids=eos_ids)
-    if mode.startswith("lossless:"):  # lossless with fewer drafts than modules
-        options.update(mode="lossless", num_draft=int(mode.split(":")[1]))
-    for prompt in prompts:  # compiles each prompt bucket's program once
-        decode(model, [prompt], **options)
+    def run(mode):
+        for prompt in prompts:
+            decode(model, [prompt], **decode_options(mode, eos_ids, max_new_tokens))
+
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        list(pool.map(run, modes))
+
+
+def decode_all(model, prompts, mode, eos_ids, max_new_tokens):
+    """Each prompt decoded alone (batch 1, greedy; programs compiled already, see compile_modes):
+    (answers, wall seconds, backbone forwards, lossless acceptance per depth or None)."""
+    from vita_jax.decode.decoder import decode
+
+    options = decode_options(mode, eos_ids, max_new_tokens)
     answers, forwards, accepted, rounds = [], 0, None, 0
     start = time.perf_counter()
     for prompt in prompts:
@@ -227,6 +245,7 @@ def compare_modes(model, tokenizer, records, modes=MODES, max_new_tokens=128):
     eos_ids = (ids.im_end, tokenizer.convert_tokens_to_ids(END_OF_TEXT))
     prompts, truths = zip(*(prompt_and_answer(tokenizer, r) for r in records))
     report = {"prompts": len(prompts), "max_new_tokens": max_new_tokens, "modes": {}}
+    compile_modes(model, list(prompts), modes, eos_ids, max_new_tokens)
     for mode in modes:
         answers, seconds, forwards, acceptance = decode_all(model, list(prompts), mode, eos_ids, max_new_tokens)
         tokens = sum(len(a) for a in answers)
