@@ -164,8 +164,8 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
 
 
 # XLA:CPU hands every dot to a YNNPACK fusion by default. For the few-row products of decoding
-# (1 to K+1 new tokens per forward, each reading every weight) its own dot emitter is ~2x faster:
-# Turbo on the 0.5B geometry went from 19.6 to 39.7 tokens/s (docs/decoding.md). Bigger products
+# (1 to K+1 new tokens per forward, each reading every weight) its own dot emitter is up to ~2x
+# faster: Turbo's 128 tokens on the 0.5B geometry took 4.75 s against 6.05 s (docs/decoding.md). Bigger products
 # (the speech tokenizer, the speech decoder) keep the default, which is faster for them.
 CPU_DECODE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
