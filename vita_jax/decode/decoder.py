@@ -170,13 +170,22 @@ def prepare(model, input_ids, mode="turbo", max_new_tokens=128, eos_token_ids=DE
 CPU_DECODE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
+def decode_compiler_options():
+    """XLA options of the decoding programs for the current backend (CPU_DECODE_OPTIONS on CPU)."""
+    return CPU_DECODE_OPTIONS if jax.default_backend() == "cpu" else None
+
+
+class Jitted(typing.NamedTuple):
+    decode: typing.Any
+    resume: typing.Any
+
+
 @functools.cache
-def compiled(program, donate_argnames=()):
-    """`program` under jax.jit (static `module` and `spec`), with CPU_DECODE_OPTIONS on the CPU
-    backend; built on first use, when the backend is known."""
-    options = CPU_DECODE_OPTIONS if jax.default_backend() == "cpu" else None
-    return jax.jit(program, static_argnames=("module", "spec"), donate_argnames=donate_argnames,
-                   compiler_options=options)
+def jitted():
+    """`decode_program` and `resume_program` (its state donated) under jax.jit with
+    decode_compiler_options(); built on first use, when the backend is known."""
+    jit = functools.partial(jax.jit, static_argnames=("module", "spec"), compiler_options=decode_compiler_options())
+    return Jitted(jit(decode_program), jit(resume_program, donate_argnames=("state",)))
 
 
 def decode_program(params, prompt, prompt_length, max_new_tokens, eos_ids, key, sampling, listener_id, prompt_inputs,
@@ -230,13 +239,12 @@ class Compiled:
 
 def compile_ahead(model, request):
     """The programs of `request` compiled ahead of time (to time compilation apart from running)."""
-    decode = compiled(decode_program).lower(*program_arguments(model, request), module=model.module,
-                                            spec=request.spec)
+    decode = jitted().decode.lower(*program_arguments(model, request), module=model.module, spec=request.spec)
     resume = None
     if request.spec.resumable:
         _, state = decode.out_info  # the returned state's shapes, from the one trace
-        resume = compiled(resume_program, ("state",)).lower(*resume_arguments(model, request, state),
-                                                            module=model.module, spec=request.spec).compile()
+        resume = jitted().resume.lower(*resume_arguments(model, request, state), module=model.module,
+                                       spec=request.spec).compile()
     return Compiled(decode.compile(), resume)
 
 
@@ -251,7 +259,7 @@ def run_program(model, request, listener_id=-1, executable=None):
     args = program_arguments(model, request, listener_id)
     if executable is not None:
         return executable.decode(*args)
-    return compiled(decode_program)(*args, module=model.module, spec=request.spec)
+    return jitted().decode(*args, module=model.module, spec=request.spec)
 
 
 def resume(model, request, state, listener_id=-1, executable=None):
@@ -259,7 +267,7 @@ def resume(model, request, state, listener_id=-1, executable=None):
     args = resume_arguments(model, request, state, listener_id)
     if executable is not None:
         return executable.resume(*args)
-    return compiled(resume_program, ("state",))(*args, module=model.module, spec=request.spec)
+    return jitted().resume(*args, module=model.module, spec=request.spec)
 
 
 def execute(model, request, listener_id=-1, executable=None):

@@ -8,11 +8,13 @@ latency-bound, as the real model on an accelerator); `bounds` turns the measured
 best speed-up each mode could reach with no other overhead.
 """
 
+import functools
 import time
 
 import jax
 import jax.numpy as jnp
 
+from vita_jax.decode.decoder import decode_compiler_options
 from vita_jax.decode.sampling import Sampling
 from vita_jax.decode.state import StepContext, backbone_forward, emit_from, init_state, module_forward
 
@@ -24,7 +26,7 @@ def _step_loop(model, kind, chunk, repeats, slots, prompt_slots=128):
     sampling = Sampling()
     modules = config.num_mctp_modules
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=decode_compiler_options())  # as the decoding programs
     def run(params):
         ctx = StepContext(model.module.apply, params, sampling.static, sampling.dynamic, jnp.full((1,), -1, jnp.int32))
         prompt = jnp.ones((1, prompt_slots), jnp.int32)
