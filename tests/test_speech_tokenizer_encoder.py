@@ -9,7 +9,7 @@ from vita_jax.convert.tokenizer_checkpoint import model_config_from_hf
 from tests.helpers.speech_tokenizer import encoder_params, reference_features, speech_pair, tiled
 from tests.torch_refs.whisper_vq_ref import random_ref, tiny_hf_config
 from vita_jax.audio.head_attention import PER_HEAD_ABOVE
-from vita_jax.audio.whisper_vq import WhisperVQEncoder, block_causal_attention
+from vita_jax.audio.whisper_vq import Packing, WhisperVQEncoder, block_causal_attention
 
 CFG = tiny_hf_config(layers=4, quantize_position=3)
 
@@ -56,6 +56,29 @@ def test_batched_segments_with_masks_parity(models):
     np.testing.assert_array_equal(got_ids[valid], want_ids[valid])
     *_, alone_ids, _, alone_valid = run_both(models, [short])
     np.testing.assert_array_equal(got_ids[1][valid[1]], alone_ids[0][alone_valid[0]])
+
+
+def test_packed_batch_equals_padded_batch(models):
+    """Three segments packed end to end (with filler after them) give the padded batch's hidden
+    states and codes at every valid position, in row order."""
+    ref, model, variables, speech = models
+    segments = [tiled(speech, 16000 * 9 + 777), speech[: 16000 * 2 + 123], speech[:20000]]
+    features, mask = reference_features(segments)
+    args = (variables, features.transpose(0, 2, 1), mask.astype(bool))
+    padded_hidden = np.asarray(model.apply(*args, method=WhisperVQEncoder.pooled_hidden))
+    padded_ids = np.asarray(model.apply(*args))
+    codes = [-(-len(seg) // 1280) for seg in segments]
+    row_frames = features.shape[2] // 2
+    packing = Packing.of([4 * n for n in codes], len(segments), row_frames, 4 * (sum(codes) + 6))
+    hidden = np.asarray(model.apply(*args, packing, method=WhisperVQEncoder.pooled_hidden))
+    ids = np.asarray(model.apply(*args, packing))
+    assert hidden.shape == (sum(codes) + 6, CFG["d_model"]) and ids.shape == (sum(codes) + 6,)
+    want_hidden = np.concatenate([padded_hidden[row, :n] for row, n in enumerate(codes)])
+    want_ids = np.concatenate([padded_ids[row, :n] for row, n in enumerate(codes)])
+    np.testing.assert_allclose(hidden[: sum(codes)], want_hidden, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(ids[: sum(codes)], want_ids)
+    with pytest.raises(ValueError, match="cannot pack"):
+        Packing.of([8, 8], 2, 8, 12)
 
 
 @pytest.mark.parametrize("length,block", [(37, 5), (PER_HEAD_ABOVE + 44, 64)])  # batched heads; one at a time

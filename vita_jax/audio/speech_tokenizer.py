@@ -5,9 +5,12 @@ tok.features(wav_16k)                 # log-mel [n_mels, 8 * n_codes], as the or
 tok.encode(path_or_array)             # codes of one utterance (its 30 s segments in order)
 tok.encode_batch(items)               # the same codes for many items, batched over files
 
-Segments of all items are grouped by padded length into a few shape buckets so that the
-jitted encoder compiles once per (batch, length) bucket. Valid frames never see padding
-(causal convolutions, masked keys), so a segment's codes do not depend on its batch.
+Segments of all items are grouped longest first into batches of about BATCH_TOKEN_BUDGET codes.
+A batch of several segments runs packed (whisper_vq.Packing): its per-frame layers see only the
+segments' own frames, laid end to end, and only the convolutions and attention see rows padded
+to a length bucket. Shapes come from a few buckets, so the jitted encoder compiles once per
+(rows, row length, packed length). Valid frames never see padding (causal convolutions, masked
+keys), so a segment's codes do not depend on its batch.
 """
 
 import dataclasses
@@ -20,12 +23,12 @@ import numpy as np
 
 from vita_jax.audio.features import frame_mask, segment_log_mels, split_segments
 from vita_jax.audio.wav_io import AudioLoadError, check_waveform, load_audio, resample
-from vita_jax.audio.whisper_vq import WhisperVQEncoder
+from vita_jax.audio.whisper_vq import Packing, WhisperVQEncoder
 from vita_jax.convert.tokenizer_checkpoint import load_checkpoint
 from vita_jax.param_layout import layer_slices
 
-BATCH_TOKEN_BUDGET = 512  # codes per encoder call (~41 s of audio); larger ones spill the caches (docs/speech-speed.md)
-BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # row counts a partial batch is padded to
+BATCH_TOKEN_BUDGET = 256  # codes per packed encoder call (~20 s of audio); fastest of 128-1024, docs/speech-speed.md
+BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # row counts a batch is padded to
 
 
 def length_buckets(max_tokens, smallest=16):
@@ -49,10 +52,10 @@ class Segment:
 
 
 @functools.partial(jax.jit, static_argnames="config")
-def _encode_program(variables, features, mask, *, config):
-    """Codes of a padded feature batch; one compiled program per (config, shapes), shared by
-    every tokenizer of the same config."""
-    return WhisperVQEncoder(config).apply(variables, features, mask)
+def _encode_program(variables, features, mask, packing, *, config):
+    """Codes of a padded feature batch (packed when `packing` is given); one compiled program per
+    (config, shapes), shared by every tokenizer of the same config."""
+    return WhisperVQEncoder(config).apply(variables, features, mask, packing)
 
 
 def unstack_layers(params):
@@ -73,6 +76,7 @@ class SpeechTokenizer:
         self.samples_per_token = feature_config.hop_length * self.frames_per_token
         max_tokens = feature_config.segment_samples // self.samples_per_token
         self.buckets = length_buckets(max_tokens)
+        self.packed_buckets = length_buckets(max(max_tokens, BATCH_TOKEN_BUDGET))
 
     # ---- front end ----
 
@@ -97,31 +101,44 @@ class SpeechTokenizer:
 
     # ---- encoder ----
 
-    def _bucket(self, n_tokens):
-        return next(b for b in self.buckets if b >= n_tokens)
+    def _codes(self, segment):
+        """Codes a segment's features cover (whole codes: 8 frames each)."""
+        return segment.features.shape[0] // self.frames_per_token
 
     def _encode_group(self, segments, bucket, batch):
-        """Run the encoder on `segments` padded to `bucket` codes and `batch` rows."""
+        """Dispatch the encoder on `segments` padded to `bucket` codes and `batch` rows, packed when
+        there are several; returns (each segment's first index in the flattened codes, codes)."""
         frames = bucket * self.frames_per_token
         features = np.zeros((batch, frames, self.feature_config.n_mels), np.float32)
         mask = np.zeros((batch, frames), bool)
         for row, seg in enumerate(segments):
             features[row, : seg.features.shape[0]] = seg.features
             mask[row] = frame_mask(seg.n_samples, frames, self.feature_config.hop_length)
-        return _encode_program(self.variables, features, mask, config=self.model_config)
+        lengths = [self._codes(seg) for seg in segments]
+        packing = None
+        if len(segments) > 1:
+            pool = self.model_config.pool_size
+            packed_codes = next(b for b in self.packed_buckets if b >= sum(lengths))
+            packing = Packing.of([n * pool for n in lengths], batch, frames // 2, packed_codes * pool)
+        starts = np.cumsum([0] + lengths[:-1])
+        return starts, _encode_program(self.variables, features, mask, packing, config=self.model_config)
 
     def _batches(self, segments):
-        """Longest first, greedily: a batch takes the bucket of its first (longest) segment and
-        BATCH_TOKEN_BUDGET // bucket rows; the last, partial batch is padded to a BATCH_SIZES step.
-        So each bucket compiles once (plus one tail shape) and neighbours have similar lengths."""
+        """Longest first, greedily: a batch takes segments while their codes fit BATCH_TOKEN_BUDGET
+        (at most BATCH_SIZES[-1]); its rows are padded to the bucket of the first (longest) and their
+        count to a BATCH_SIZES step. So neighbours have similar lengths and shapes repeat."""
         segments = sorted(segments, key=lambda seg: -seg.features.shape[0])
         start = 0
         while start < len(segments):
-            bucket = self._bucket(segments[start].features.shape[0] // self.frames_per_token)
-            rows = max(1, BATCH_TOKEN_BUDGET // bucket)
-            group = segments[start : start + rows]
-            start += len(group)
-            yield bucket, min(rows, next(b for b in BATCH_SIZES if b >= len(group))), group
+            end, total = start + 1, self._codes(segments[start])
+            while (end < len(segments) and end - start < BATCH_SIZES[-1]
+                   and total + self._codes(segments[end]) <= BATCH_TOKEN_BUDGET):
+                total += self._codes(segments[end])
+                end += 1
+            group = segments[start:end]
+            start = end
+            bucket = next(b for b in self.buckets if b >= self._codes(group[0]))
+            yield bucket, next(b for b in BATCH_SIZES if b >= len(group)), group
 
     def encode_batch(self, items, sample_rate=None, on_error=None, progress=None):
         """Codes for each item (path or array). A bad item raises AudioLoadError naming it,
@@ -143,12 +160,13 @@ class SpeechTokenizer:
         results, pending = {}, dict(n_segments)
         # Dispatch every batch first (asynchronously), then collect: host work overlaps compute.
         dispatched = [
-            (group, self._encode_group(group, bucket, rows)) for bucket, rows, group in self._batches(segments)
+            (group, *self._encode_group(group, bucket, rows)) for bucket, rows, group in self._batches(segments)
         ]
-        for group, ids in dispatched:
-            ids = np.asarray(ids)
-            for row, seg in enumerate(group):
-                results[seg.item, seg.index] = ids[row, : -(-seg.n_samples // self.samples_per_token)]
+        for group, starts, ids in dispatched:
+            ids = np.asarray(ids).reshape(-1)
+            for seg, start in zip(group, starts):
+                n_codes = -(-seg.n_samples // self.samples_per_token)
+                results[seg.item, seg.index] = ids[start : start + n_codes]
                 pending[seg.item] -= 1
                 if pending[seg.item] == 0:
                     codes[seg.item] = [int(c) for k in range(n_segments[seg.item]) for c in results[seg.item, k]]

@@ -3,6 +3,9 @@
 causal conv (stride 1) -> causal conv (stride 2) -> + learned positions
 -> `num_layers` pre-LN Whisper layers under a block-causal mask -> average pool
 -> nearest codebook row (squared Euclidean distance).
+A batch of segments can run packed (`Packing`): the per-frame work (projections, FFN, layer
+norms, the codebook search, 90%+ of the FLOPs) then runs on the segments' frames laid end to end
+with no padding, and only the convolutions and attention on padded rows.
 The layer weights are stacked (one leading axis, the checkpoint layout). `init` and a stacked
 tree run the layers under `nn.scan`; the SpeechTokenizer passes them as a tuple of per-layer trees,
 run unrolled: under the scan XLA copied each layer's weights out of the stack on every iteration,
@@ -10,9 +13,12 @@ run unrolled: under the scan XLA copied each layer's weights out of the stack on
 """
 
 import dataclasses
+import typing
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vita_jax.audio.head_attention import PER_HEAD_ABOVE, normalized_after, over_heads
 
@@ -37,6 +43,39 @@ class WhisperVQConfig:
     def frames_per_token(self):
         """Log-mel frames per code: conv2 stride (2) x pooling."""
         return 2 * self.pool_size
+
+
+class Packing(typing.NamedTuple):
+    """Where the frames of a packed batch live. Packed: [N, ...], the valid frames of every row
+    laid end to end (then filler up to N); rows: [B, T, ...], each segment padded to T."""
+
+    packed_to_rows: jax.Array  # [N] int32: b * T + t of each packed frame (any valid index for filler)
+    rows_to_packed: jax.Array  # [B, T] int32: packed index of each row frame, N where it is padding
+
+    @classmethod
+    def of(cls, lengths, rows, row_frames, packed_frames):
+        """The first `lengths[b]` frames of each row b (of `rows` rows of `row_frames`) end to end,
+        then filler up to `packed_frames` (host numpy)."""
+        if sum(lengths) > packed_frames or max(lengths) > row_frames or len(lengths) > rows:
+            raise ValueError(f"cannot pack rows of {list(lengths)} frames into {rows} rows of {row_frames}"
+                             f" and {packed_frames} packed frames")
+        packed_to_rows = np.zeros(packed_frames, np.int32)
+        rows_to_packed = np.full((rows, row_frames), packed_frames, np.int32)
+        start = 0
+        for row, n in enumerate(lengths):
+            span = np.arange(n, dtype=np.int32)
+            packed_to_rows[start + span] = row * row_frames + span
+            rows_to_packed[row, span] = start + span
+            start += n
+        return cls(packed_to_rows, rows_to_packed)
+
+    def rows(self, packed):
+        """[N, D] -> [B, T, D], zeros at padding."""
+        return jnp.concatenate([packed, jnp.zeros_like(packed[:1])])[self.rows_to_packed]
+
+    def packed(self, rows):
+        """[B, T, D] -> [N, D]."""
+        return rows.reshape(-1, rows.shape[-1])[self.packed_to_rows]
 
 
 def _block_causal(q, k, v, key_mask, block_size):
@@ -65,35 +104,42 @@ def block_causal_attention(q, k, v, key_mask, block_size):
 
 
 class SelfAttention(nn.Module):
-    """Whisper multi-head self-attention (k_proj has no bias) under the block-causal mask."""
+    """Whisper multi-head self-attention (k_proj has no bias) under the block-causal mask;
+    x [B, T, D], or packed [N, D] with its `packing`."""
 
     d_model: int
     num_heads: int
     block_size: int
 
     @nn.compact
-    def __call__(self, x, key_mask):
-        batch, length, _ = x.shape
+    def __call__(self, x, key_mask, packing=None):
+        batch, length = key_mask.shape
         head_dim = self.d_model // self.num_heads
-        heads = lambda t: t.reshape(batch, length, self.num_heads, head_dim).transpose(0, 2, 1, 3)  # noqa: E731
+
+        def heads(t):
+            t = t if packing is None else packing.rows(t)
+            return t.reshape(batch, length, self.num_heads, head_dim).transpose(0, 2, 1, 3)
+
         q = heads(nn.Dense(self.d_model, name="q_proj")(x) * head_dim**-0.5)
         k = heads(nn.Dense(self.d_model, use_bias=False, name="k_proj")(x))
         v = heads(nn.Dense(self.d_model, name="v_proj")(x))
         out = block_causal_attention(q, k, v, key_mask, self.block_size)
-        return nn.Dense(self.d_model, name="out_proj")(out.transpose(0, 2, 1, 3).reshape(batch, length, self.d_model))
+        out = out.transpose(0, 2, 1, 3).reshape(batch, length, self.d_model)
+        return nn.Dense(self.d_model, name="out_proj")(out if packing is None else packing.packed(out))
 
 
 class EncoderLayer(nn.Module):
-    """Pre-LN Whisper encoder layer; the (carry, key_mask) signature suits `nn.scan`."""
+    """Pre-LN Whisper encoder layer on h [B, T, D] or packed [N, D]; the (carry, key_mask, packing)
+    signature suits `nn.scan`."""
 
     config: WhisperVQConfig
 
     @nn.compact
-    def __call__(self, h, key_mask):
+    def __call__(self, h, key_mask, packing=None):
         cfg = self.config
         norm = lambda name: nn.LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False, name=name)  # noqa: E731
         attention = SelfAttention(cfg.d_model, cfg.num_heads, cfg.block_size, name="self_attn")
-        h = h + attention(norm("self_attn_layer_norm")(h), key_mask)
+        h = h + attention(norm("self_attn_layer_norm")(h), key_mask, packing)
         ffn = nn.Dense(cfg.ffn_dim, name="fc1")(norm("final_layer_norm")(h))
         h = h + nn.Dense(cfg.d_model, name="fc2")(nn.gelu(ffn, approximate=False))
         return h, None
@@ -109,7 +155,9 @@ def nearest_code(hidden, codebook):
 
 class WhisperVQEncoder(nn.Module):
     """features [B, T, num_mel_bins] (T a multiple of 2 * pool_size), frame_mask [B, T]
-    -> codes [B, T // (2 * pool_size)]; `pooled_hidden` gives the vectors that are quantized."""
+    -> codes [B, T // (2 * pool_size)]; `pooled_hidden` gives the vectors that are quantized.
+    With a `packing` of the 50 Hz frames (each row's frames a whole number of codes) the codes
+    come packed: [N // pool_size]."""
 
     config: WhisperVQConfig
 
@@ -124,13 +172,14 @@ class WhisperVQEncoder(nn.Module):
             EncoderLayer,
             variable_axes={"params": 0},
             split_rngs={"params": True},
-            in_axes=nn.broadcast,
+            in_axes=(nn.broadcast, nn.broadcast),
             length=cfg.num_layers,
         )(cfg)
         self.codebook = self.param("codebook", nn.initializers.normal(1.0), (cfg.codebook_size, cfg.d_model))
 
-    def pooled_hidden(self, features, frame_mask):
-        """Hidden states after the last layer, average-pooled: [B, T // (2 * pool_size), d_model]."""
+    def pooled_hidden(self, features, frame_mask, packing=None):
+        """Hidden states after the last layer, average-pooled: [B, T // (2 * pool_size), d_model]
+        (packed: [N // pool_size, d_model])."""
         cfg = self.config
         if features.shape[1] % cfg.frames_per_token:
             raise ValueError(
@@ -142,20 +191,22 @@ class WhisperVQEncoder(nn.Module):
         if length > cfg.max_source_positions:
             raise ValueError(f"{length} frames after conv2 exceed max_source_positions={cfg.max_source_positions}")
         h = h + self.embed_positions[:length]
-        h = self.run_layers(h, frame_mask[:, ::2])
-        batch, _, width = h.shape
-        return h.reshape(batch, length // cfg.pool_size, cfg.pool_size, width).mean(axis=2)
+        if packing is not None:
+            h = packing.packed(h)
+        h = self.run_layers(h, frame_mask[:, ::2], packing)
+        *lead, frames, width = h.shape
+        return h.reshape(*lead, frames // cfg.pool_size, cfg.pool_size, width).mean(axis=-2)
 
-    def run_layers(self, h, key_mask):
+    def run_layers(self, h, key_mask, packing):
         """Every layer: under `nn.scan` over the stacked weights, or unrolled when the weights were
         given as a tuple of per-layer trees (speech_tokenizer.unstack_layers)."""
         layers = self.get_variable("params", "layers")
         if not isinstance(layers, tuple):
-            return self.layers(h, key_mask)[0]
+            return self.layers(h, key_mask, packing)[0]
         layer = EncoderLayer(self.config, parent=None)  # unbound: applied to explicit weights
         for weights in layers:
-            h, _ = layer.apply({"params": weights}, h, key_mask)
+            h, _ = layer.apply({"params": weights}, h, key_mask, packing)
         return h
 
-    def __call__(self, features, frame_mask):
-        return nearest_code(self.pooled_hidden(features, frame_mask), self.codebook)
+    def __call__(self, features, frame_mask, packing=None):
+        return nearest_code(self.pooled_hidden(features, frame_mask, packing), self.codebook)
