@@ -1,10 +1,11 @@
 # `make demo`: install and run the main job on a built-in tiny default.
 # `make test`: install (with the test-only torch CPU build) and run the test suite.
+# `make original-env`: the separate environment of benchmarks/original_glm4voice_speed.py.
 # `make toy`: rebuild the built-in trained toy (corpus, the 4 stages through train.py, figures).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test toy
+.PHONY: install demo test toy original-env
 
 $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,3 +32,14 @@ toy: install
 
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
+
+# The original GLM-4-Voice decoder/tokenizer building blocks, for benchmarks/original_glm4voice_speed.py.
+# cosyvoice-minicpmo carries the upstream CosyVoice and Matcha sources; its declared dependencies
+# (GPU runtimes among them) are not needed for these modules, hence --no-deps.
+.venv-original/.installed: benchmarks/original-requirements.txt
+	python3 -m venv .venv-original
+	.venv-original/bin/python -m pip install -q -r benchmarks/original-requirements.txt
+	.venv-original/bin/python -m pip install -q --no-deps cosyvoice-minicpmo==0.1.0
+	touch $@
+
+original-env: .venv-original/.installed

@@ -65,6 +65,7 @@ def repeat(fn, repeats):
     return times
 
 
-def summary(values):
+def summary(values, digits=2):
     """'median (min-max, n runs)' of a list of numbers."""
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f}, n={len(values)})"
+    median, low, high = (f"{x:.{digits}f}" for x in (statistics.median(values), min(values), max(values)))
+    return f"{median} ({low}-{high}, n={len(values)})"

@@ -5,7 +5,7 @@
 Offline: real-time factor (audio seconds per wall second; higher is faster) of token2wav for
 1, 5 and 20 s of audio, split into flow and HiFT: median and spread of `--repeats` warm runs,
 the compile time of the first call reported apart, beside the original GLM-4-Voice PyTorch
-code's figures recorded on a machine of this project's CI kind (2-core AMD EPYC, AVX-512).
+code's figures recorded on this machine's kind, if any (`benchmarks/original_reference.py`).
 Streaming: 10-code chunks; latency of the first chunk and the cost of every later chunk, warm
 (programs compiled by a first pass over the same stream), with the whole history as context
 (the original's semantics) and with a bounded context.
@@ -21,17 +21,11 @@ import jax
 import numpy as np
 
 from benchmarks.machine import machine_line, repeat, summary
+from benchmarks.original_reference import nearest, record_note, this_machine_record
 from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig
 from vita_jax.audio.decoder_params import random_decoder_params
 from vita_jax.audio.speech_decoder import SpeechDecoder
 from vita_jax.audio.streaming_decoder import StreamingDecoder
-
-
-# The original GLM-4-Voice code (`token2wav`, float32, random weights of the real sizes, median of 3
-# warm runs) measured on a 2-core AMD EPYC (AVX-512) machine of the CI kind at load ~1-2 (issue 16):
-# recorded reference values, not measured by this script. Audio seconds per wall second by codes.
-ORIGINAL_RTF = {13: 0.203, 63: 0.337, 250: 0.285}
-ORIGINAL_FIRST_CHUNK_S = 3.94
 
 
 def timed(fn, *args, **kwargs):
@@ -53,12 +47,6 @@ def offline_row(dec, seconds, rng, repeats):
         "flow_s": flow_s, "hift_s": hift_s, "rtf": [audio_s / (f + h) for f, h in zip(flow_s, hift_s)],
         "compile_s": first_flow + first_hift - min(flow_s) - min(hift_s),
     }
-
-
-def reference(n_tokens):
-    """The original's recorded RTF for the nearest recorded length (within 2 codes), or None."""
-    near = [k for k in ORIGINAL_RTF if abs(k - n_tokens) <= 2]
-    return ORIGINAL_RTF[near[0]] if near else None
 
 
 def stream_costs(dec, chunks, context_tokens):
@@ -92,15 +80,16 @@ def main(argv=None):
     dec = SpeechDecoder(cfg, params)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     print(f"real config, random weights: {n_params / 1e6:.1f} M parameters (init {init_s:.1f} s)\n")
+    record = this_machine_record()
 
     rng = np.random.default_rng(0)
     print(f"offline token2wav: median (min-max) of {args.repeats} warm runs; compile = first call minus the best"
-          " warm call; original = the recorded reference above (not measured here)")
+          f" warm call; {record_note(record)}")
     print("| audio | codes | frames | flow s | HiFT s | RTF (audio s / wall s) | original RTF | ratio | compile s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for seconds in args.seconds:
         r = offline_row(dec, seconds, rng, args.repeats)
-        ref = reference(r["tokens"])
+        ref = nearest(record["decoder"], r["tokens"], tolerance=2) if record else None
         ratio = f"{statistics.median(r['rtf']) / ref:.2f}x" if ref else "-"
         print(f"| {r['audio_s']:.2f} s | {r['tokens']} | {r['frames']} | {summary(r['flow_s'])} | "
               f"{summary(r['hift_s'])} | {summary(r['rtf'])} | {ref or '-'} | {ratio} | {r['compile_s']:.1f} |",
@@ -114,7 +103,8 @@ def main(argv=None):
         _, warm_s = timed(stream_costs, dec, chunks, context)  # compiles every program this stream uses
         costs = stream_costs(dec, chunks, context)
         label = "full history (original)" if context is None else f"last {context} codes"
-        print(f"context {label}: first chunk {costs[0]:.2f} s (original, recorded: {ORIGINAL_FIRST_CHUNK_S} s); "
+        original_first = record["first_chunk_s"] if record else "-"
+        print(f"context {label}: first chunk {costs[0]:.2f} s (original, recorded: {original_first} s); "
               "per chunk " + " ".join(f"{c:.2f}" for c in costs[1:])
               + f"  (first pass incl. compiles {warm_s:.1f} s)", flush=True)
 

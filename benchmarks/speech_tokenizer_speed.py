@@ -7,8 +7,8 @@ weights, float32. Each workload runs once to compile its shape buckets, then `--
 times: median and spread; compile time = first - fastest warm. The batch of files is also
 tokenized one file at a time: the batched path must be at least as fast per audio second.
 Inputs are 16 kHz wav files written to a temporary directory (reading and features included).
-The original GLM-4-Voice code's figures, recorded on a machine of this project's CI kind, are
-printed beside them.
+The original GLM-4-Voice code's figures recorded on this machine's kind, if any
+(`benchmarks/original_reference.py`), are printed beside them.
 """
 
 import argparse
@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.machine import machine_line, repeat, summary
+from benchmarks.original_reference import record_note, this_machine_record
 from vita_jax.audio.features import FeatureConfig
 from vita_jax.audio.speech_tokenizer import SpeechTokenizer
 from vita_jax.audio.wav_io import write_wav
@@ -48,12 +49,6 @@ def write_files(directory, seconds, seed=0):
     return paths
 
 
-# The original GLM-4-Voice tokenizer (float32, random weights of the real sizes, median of 3 warm
-# runs) measured on a 2-core AMD EPYC (AVX-512) machine of the CI kind at load ~1-2 (issue 16):
-# recorded reference values in audio seconds per wall second, not measured by this script.
-ORIGINAL_AUDIO_S_PER_S = {"single file, 10 s": 3.52, "single file, 30 s": 3.01}
-
-
 def measure(name, run, audio_seconds, repeats):
     """First call (compiles), then `repeats` warm calls."""
     (first,) = repeat(run, 1)
@@ -75,22 +70,24 @@ def main(argv=None):
     tok = random_tokenizer(config)
     print(f"random init of the real geometry: {time.perf_counter() - start:.1f} s")
     rows, load_before = [], f"{os.getloadavg()[0]:.2f}"
+    record = this_machine_record()
+    original = {f"single file, {s} s": speed for s, speed in (record["tokenizer"] if record else {}).items()}
     with tempfile.TemporaryDirectory() as tmp:
-        for seconds in (30.0, 10.0, 4.0):
-            (path,) = write_files(tmp, [seconds], seed=int(seconds))
-            rows.append(measure(f"single file, {seconds:.0f} s", lambda p=path: tok.encode(p), seconds, args.repeats))
+        for seconds in (30, 10, 4):
+            (path,) = write_files(tmp, [seconds], seed=seconds)
+            rows.append(measure(f"single file, {seconds} s", lambda p=path: tok.encode(p), seconds, args.repeats))
         durations = np.random.default_rng(1).uniform(2.0, 15.0, args.files)
         paths = write_files(tmp, durations, seed=2)
         for name, run in ((f"batch of {args.files} files, 2-15 s", lambda: tok.encode_batch(paths)),
                           (f"the same {args.files} files one at a time", lambda: [tok.encode(p) for p in paths])):
             rows.append(measure(name, run, float(durations.sum()), args.repeats))
     print(f"\nload average before/after: {load_before} / {os.getloadavg()[0]:.2f} (other processes share the cores)")
-    print(f"median (min-max) of {args.repeats} warm runs; original = recorded reference (not measured here)")
+    print(f"median (min-max) of {args.repeats} warm runs; {record_note(record)}")
     print("| workload | audio s | compile s | warm wall s | audio s / wall s | original | ratio |\n"
           "|---|---|---|---|---|---|---|")
     for name, audio, compile_s, walls in rows:
         speeds = [audio / w for w in walls]
-        ref = ORIGINAL_AUDIO_S_PER_S.get(name)
+        ref = original.get(name)
         ratio = f"{statistics.median(speeds) / ref:.2f}x" if ref else "-"
         print(f"| {name} | {audio:.1f} | {compile_s:.1f} | {summary(walls)} | {summary(speeds)} | {ref or '-'} "
               f"| {ratio} |")
