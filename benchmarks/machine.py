@@ -55,6 +55,13 @@ def machine_line():
             f"copy bandwidth {copy_bandwidth_gb_s():.1f} GB/s; load average {load:.2f}")
 
 
+def timed(fn, *args, **kwargs):
+    """fn's result and the wall seconds it took."""
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
 def repeat(fn, repeats):
     """Wall seconds of `repeats` calls of fn() (call it once before to compile)."""
     times = []

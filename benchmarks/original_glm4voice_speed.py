@@ -26,12 +26,11 @@ environment: torch 2.13.0 CPU and the original's building blocks at GLM-4-Voice'
 import argparse
 import importlib.machinery
 import sys
-import time
 import types
 
 import numpy as np
 
-from benchmarks.machine import machine_line, summary
+from benchmarks.machine import machine_line, summary, timed
 
 
 def stub_torchaudio():
@@ -147,12 +146,6 @@ class OriginalTokenizer:
             distances = torch.addmm((self.codebook ** 2).sum(1)[None] + (pooled ** 2).sum(1, keepdim=True), pooled,
                                     self.codebook.T, alpha=-2.0, beta=1.0)
             return distances.min(dim=1).indices[valid[0, ::4].bool()]
-
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - start
 
 
 def decoder_row(dec, n_codes, repeats):

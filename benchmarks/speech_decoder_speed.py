@@ -15,23 +15,16 @@ import argparse
 import shlex
 import statistics
 import sys
-import time
 
 import jax
 import numpy as np
 
-from benchmarks.machine import machine_line, repeat, summary
+from benchmarks.machine import machine_line, repeat, summary, timed
 from benchmarks.original_reference import nearest, record_note, this_machine_record
 from vita_jax.audio.decoder_config import DecoderConfig, FlowConfig, HiftConfig
 from vita_jax.audio.decoder_params import random_decoder_params
 from vita_jax.audio.speech_decoder import SpeechDecoder
 from vita_jax.audio.streaming_decoder import StreamingDecoder
-
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
 
 
 def offline_row(dec, seconds, rng, repeats):
